@@ -1,0 +1,40 @@
+"""DRF authentication: `Authorization: Bearer <access token | API key>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from accounts.repository import User
+from accounts.services import Credential, authenticate_bearer
+from aigateway.errors import NotAuthenticated
+
+
+class BearerAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[User, Credential] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise NotAuthenticated(
+                "Send credentials as 'Authorization: Bearer <token or API key>'.",
+                code="invalid_authorization_header",
+            )
+        user, how = authenticate_bearer(credential)
+        # The request log middleware reads this from the Django request.
+        request._request.auth_user_id = user.id  # type: ignore[attr-defined]
+        return user, how
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+def request_user(request: Any) -> User:
+    """The signed-in user of a request that passed IsSignedIn."""
+    user = request.user
+    assert isinstance(user, User)
+    return user

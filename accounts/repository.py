@@ -1,0 +1,325 @@
+"""SQL for users, refresh tokens and API keys. Reads take a cursor, writes take the writer's Tx."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from aigateway.db import Connection, Tx
+
+ROLES = ("user", "admin")
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC timestamp the database stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: UUID
+    email: str
+    role: str
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+    is_authenticated = True
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> User:
+        id_, email, role, is_active, created_at, last_login_at = row
+        return cls(id_, email, role, is_active, aware(created_at), aware(last_login_at))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRow:
+    jti: str
+    user_id: UUID
+    family: str
+    issued_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    replaced_by: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> RefreshTokenRow:
+        jti, user_id, family, issued, expires, revoked, replaced = row
+        return cls(jti, user_id, family, aware(issued), aware(expires), aware(revoked), replaced)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: UUID
+    user_id: UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ApiKey:
+        id_, user_id, name, prefix, created_at, last_used_at = row
+        return cls(id_, user_id, name, prefix, aware(created_at), aware(last_used_at))  # type: ignore[arg-type]
+
+
+USER_COLUMNS = "id, email, role, is_active, created_at, last_login_at"
+TOKEN_COLUMNS = "jti, user_id, family, issued_at, expires_at, revoked_at, replaced_by"  # noqa: S105
+KEY_COLUMNS = "id, user_id, name, prefix, created_at, last_used_at"
+
+# -- users -------------------------------------------------------------------------------
+
+
+def all_users(con: Connection | Tx) -> list[User]:
+    rows = con.execute(f"SELECT {USER_COLUMNS} FROM users").fetchall()  # noqa: S608
+    return [User.from_row(row) for row in rows]
+
+
+def get_user(con: Connection | Tx, user_id: UUID) -> User | None:
+    row = con.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", [user_id]).fetchone()  # noqa: S608
+    return User.from_row(row) if row else None
+
+
+def find_credentials(con: Connection | Tx, email_key: str) -> tuple[User, str] | None:
+    row = con.execute(
+        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE email_key = ?",  # noqa: S608
+        [email_key],
+    ).fetchone()
+    return (User.from_row(row[:-1]), row[-1]) if row else None
+
+
+def password_hash_of(con: Connection | Tx, user_id: UUID) -> str | None:
+    row = con.execute("SELECT password_hash FROM users WHERE id = ?", [user_id]).fetchone()
+    return row[0] if row else None
+
+
+def email_taken(tx: Tx, email_key: str, *, except_id: UUID | None = None) -> bool:
+    row = tx.execute(
+        "SELECT 1 FROM users WHERE email_key = ? AND id IS DISTINCT FROM ?", [email_key, except_id]
+    ).fetchone()
+    return row is not None
+
+
+def insert_user(
+    tx: Tx, *, user_id: UUID, email: str, password_hash: str, role: str, now: datetime
+) -> User:
+    row = tx.execute(
+        f"INSERT INTO users (id, email, email_key, password_hash, role, is_active, created_at,"  # noqa: S608
+        f" updated_at) VALUES (?, ?, ?, ?, ?, TRUE, ?, ?) RETURNING {USER_COLUMNS}",
+        [user_id, email, email.lower(), password_hash, role, now, now],
+    ).fetchone()
+    assert row is not None
+    return User.from_row(row)
+
+
+def update_user(tx: Tx, user_id: UUID, **changes: Any) -> User | None:
+    """Set the given columns (a fixed whitelist) and return the new row."""
+    allowed = {"email", "password_hash", "role", "is_active", "last_login_at"}
+    if not changes or not set(changes) <= allowed:
+        raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")
+    if "email" in changes:
+        changes["email_key"] = changes["email"].lower()
+    changes["updated_at"] = utcnow()
+    assignments = ", ".join(f"{column} = ?" for column in changes)  # column names, never values
+    row = tx.execute(
+        f"UPDATE users SET {assignments} WHERE id = ? RETURNING {USER_COLUMNS}",  # noqa: S608
+        [*changes.values(), user_id],
+    ).fetchone()
+    return User.from_row(row) if row else None
+
+
+def delete_user(tx: Tx, user_id: UUID) -> list[str]:
+    """Delete the user with their refresh tokens and API keys; return the deleted key hashes."""
+    hashes = [
+        row[0]
+        for row in tx.execute(
+            "SELECT key_hash FROM api_keys WHERE user_id = ?", [user_id]
+        ).fetchall()
+    ]
+    tx.execute("DELETE FROM api_keys WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM refresh_tokens WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM users WHERE id = ?", [user_id])
+    return hashes
+
+
+def count_admins(tx: Tx, *, active_only: bool = True) -> int:
+    sql = "SELECT count(*) FROM users WHERE role = 'admin'"
+    if active_only:
+        sql += " AND is_active"
+    row = tx.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
+def search_users(
+    con: Connection, *, query: str, role: str | None, limit: int, offset: int
+) -> tuple[list[User], int]:
+    pattern = (
+        "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
+    where = "email_key LIKE ? ESCAPE '\\' AND (? IS NULL OR role = ?)"
+    params: list[Any] = [pattern, role, role]
+    total_row = con.execute(f"SELECT count(*) FROM users WHERE {where}", params).fetchone()  # noqa: S608
+    rows = con.execute(
+        f"SELECT {USER_COLUMNS} FROM users WHERE {where}"  # noqa: S608
+        " ORDER BY created_at, id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [User.from_row(row) for row in rows], int(total_row[0]) if total_row else 0
+
+
+# -- refresh tokens ---------------------------------------------------------------------
+
+
+def insert_refresh_token(
+    tx: Tx, *, jti: str, user_id: UUID, family: str, issued_at: datetime, expires_at: datetime
+) -> None:
+    tx.execute(
+        "INSERT INTO refresh_tokens (jti, user_id, family, issued_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [jti, user_id, family, issued_at, expires_at],
+    )
+
+
+def consume_refresh_token(tx: Tx, *, jti: str, replaced_by: str, now: datetime) -> bool:
+    """Revoke a live token in favour of its successor; False if it was not live."""
+    row = tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?, replaced_by = ?"
+        " WHERE jti = ? AND revoked_at IS NULL AND expires_at > ? RETURNING jti",
+        [now, replaced_by, jti, now],
+    ).fetchone()
+    return row is not None
+
+
+def get_refresh_token(con: Connection | Tx, jti: str) -> RefreshTokenRow | None:
+    row = con.execute(
+        f"SELECT {TOKEN_COLUMNS} FROM refresh_tokens WHERE jti = ?",  # noqa: S608
+        [jti],
+    ).fetchone()
+    return RefreshTokenRow.from_row(row) if row else None
+
+
+def revoke_family(tx: Tx, family: str, now: datetime) -> int:
+    rows = tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ? WHERE family = ? AND revoked_at IS NULL"
+        " RETURNING jti",
+        [now, family],
+    ).fetchall()
+    return len(rows)
+
+
+def revoke_user_tokens(tx: Tx, user_id: UUID, now: datetime) -> list[str]:
+    """Revoke every live refresh token of a user; return the families that were live."""
+    rows = tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL"
+        " RETURNING family",
+        [now, user_id],
+    ).fetchall()
+    return sorted({row[0] for row in rows})
+
+
+def live_families(con: Connection | Tx, now: datetime) -> list[str]:
+    rows = con.execute(
+        "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at IS NULL AND expires_at > ?",
+        [now],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def families_of_user(tx: Tx, user_id: UUID) -> list[str]:
+    rows = tx.execute(
+        "SELECT DISTINCT family FROM refresh_tokens WHERE user_id = ?", [user_id]
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+# -- API keys ---------------------------------------------------------------------------
+
+
+def insert_api_key(
+    tx: Tx, *, key_id: UUID, user_id: UUID, name: str, prefix: str, key_hash: str, now: datetime
+) -> ApiKey:
+    row = tx.execute(
+        f"INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at)"  # noqa: S608
+        f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {KEY_COLUMNS}",
+        [key_id, user_id, name, prefix, key_hash, now],
+    ).fetchone()
+    assert row is not None
+    return ApiKey.from_row(row)
+
+
+def count_api_keys(tx: Tx, user_id: UUID) -> int:
+    row = tx.execute("SELECT count(*) FROM api_keys WHERE user_id = ?", [user_id]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def list_api_keys(con: Connection, user_id: UUID) -> list[ApiKey]:
+    rows = con.execute(
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = ? ORDER BY created_at DESC",  # noqa: S608
+        [user_id],
+    ).fetchall()
+    return [ApiKey.from_row(row) for row in rows]
+
+
+def delete_api_key(tx: Tx, *, key_id: UUID, user_id: UUID) -> tuple[ApiKey, str] | None:
+    """Delete one of the user's keys; return it and its hash, or None if it is not theirs."""
+    row = tx.execute(
+        f"DELETE FROM api_keys WHERE id = ? AND user_id = ? RETURNING {KEY_COLUMNS}, key_hash",  # noqa: S608
+        [key_id, user_id],
+    ).fetchone()
+    return (ApiKey.from_row(row[:-1]), row[-1]) if row else None
+
+
+def all_api_key_hashes(con: Connection | Tx) -> list[tuple[str, UUID, UUID]]:
+    rows = con.execute("SELECT key_hash, id, user_id FROM api_keys").fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def stamp_api_keys_used(tx: Tx, stamps: dict[UUID, datetime]) -> None:
+    for key_id, used_at in stamps.items():
+        tx.execute(
+            "UPDATE api_keys SET last_used_at = ? WHERE id = ?"
+            " AND (last_used_at IS NULL OR last_used_at < ?)",
+            [used_at, key_id, used_at],
+        )
+
+
+# -- audit log --------------------------------------------------------------------------
+
+
+def record_audit(
+    tx: Tx,
+    *,
+    action: str,
+    actor: User | None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    target_label: str | None = None,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> None:
+    tx.execute(
+        "INSERT INTO audit_log (occurred_at, actor_id, actor_email, action, target_type, target_id,"
+        " target_label, detail, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            utcnow(),
+            actor.id if actor else None,
+            actor.email if actor else None,
+            action,
+            target_type,
+            target_id,
+            target_label,
+            json.dumps(detail or {}, sort_keys=True),
+            ip,
+        ],
+    )

@@ -1,0 +1,17 @@
+from django.urls import path
+
+from accounts import api
+
+api_urlpatterns = [
+    path("auth/register", api.RegisterView.as_view(), name="api-register"),
+    path("auth/login", api.LoginView.as_view(), name="api-login"),
+    path("auth/refresh", api.RefreshView.as_view(), name="api-refresh"),
+    path("auth/logout", api.LogoutView.as_view(), name="api-logout"),
+    path("auth/keys", api.ApiKeyListView.as_view(), name="api-keys"),
+    path("auth/keys/<uuid:key_id>", api.ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("users/me", api.MeView.as_view(), name="api-me"),
+    path("users", api.UserListView.as_view(), name="api-users"),
+    path("users/<uuid:user_id>", api.UserDetailView.as_view(), name="api-user-detail"),
+    path("users/<uuid:user_id>/role", api.UserRoleView.as_view(), name="api-user-role"),
+    path("users/<uuid:user_id>/active", api.UserActiveView.as_view(), name="api-user-active"),
+]

@@ -1,0 +1,235 @@
+"""DRF plumbing shared by every app: async API views, strict input, one error shape."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from aigateway.db import DatabaseBusy, DatabaseError, IntegrityViolation
+from aigateway.errors import ApiError, Conflict, RateLimited, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=serializers.Serializer)
+
+# DRF's own exceptions, as (status, code, message) of our error shape.
+_DRF_ERRORS: dict[type[exceptions.APIException], tuple[str, str]] = {
+    exceptions.NotAuthenticated: (
+        "not_authenticated",
+        "Authentication credentials were not provided.",
+    ),
+    exceptions.AuthenticationFailed: ("not_authenticated", "The credentials are not valid."),
+    exceptions.PermissionDenied: ("forbidden", "You are not allowed to do this."),
+    exceptions.NotFound: ("not_found", "Not found."),
+    exceptions.MethodNotAllowed: ("method_not_allowed", "This method is not allowed here."),
+    exceptions.NotAcceptable: ("not_acceptable", "This endpoint answers in JSON only."),
+    exceptions.UnsupportedMediaType: (
+        "unsupported_media_type",
+        "Send the body as JSON with Content-Type: application/json.",
+    ),
+    exceptions.ParseError: ("malformed_json", "The body is not valid JSON."),
+}
+
+
+class ApiView(APIView):
+    """An APIView whose handlers are coroutines, run on the event loop.
+
+    Authentication, permissions and throttles are in-memory checks, so they run inline
+    rather than on a thread; handlers await the database and upstream calls.
+    """
+
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        self.args = args
+        self.kwargs = kwargs
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request = drf_request
+        self.headers = self.default_response_headers
+        try:
+            self.initial(drf_request, *args, **kwargs)
+            method = (request.method or "").lower()
+            handler = getattr(self, method, None) if method in self.http_method_names else None
+            if handler is None:
+                handler = self.http_method_not_allowed
+            response = handler(drf_request, *args, **kwargs)
+            if inspect.isawaitable(response):
+                response = await response
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(drf_request, response, *args, **kwargs)
+        return self.response
+
+
+def error_response(error: ApiError) -> Response:
+    response = Response(error.as_dict(), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def as_api_error(exc: BaseException) -> ApiError | None:
+    """Map any exception a request can raise to our error model, or None for a real bug."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, exceptions.ValidationError):
+        return ValidationFailed(fields=flatten_errors(exc.detail))
+    if isinstance(exc, exceptions.Throttled):
+        return RateLimited(int(getattr(exc, "wait", None) or 1))
+    if isinstance(exc, exceptions.APIException):
+        for kind, (code, message) in _DRF_ERRORS.items():
+            if isinstance(exc, kind):
+                return ApiError(message, code=code, status=exc.status_code)
+        return ApiError(str(exc.detail), code=str(exc.default_code), status=exc.status_code)
+    if isinstance(exc, Http404):
+        return ApiError("Not found.", code="not_found", status=404)
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError("The request body is too large.", code="payload_too_large", status=413)
+    if isinstance(exc, SuspiciousOperation):
+        return ApiError("The request was refused.", code="bad_request", status=400)
+    if isinstance(exc, IntegrityViolation):
+        return Conflict()
+    if isinstance(exc, DatabaseBusy):
+        return ApiError(
+            "The database is busy; try again.",
+            code="database_busy",
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, DatabaseError):
+        log.error("database error: %s", exc)
+        return ApiError("The database failed.", code="database_error", status=503)
+    return None
+
+
+def api_exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
+    error = as_api_error(exc)
+    if error is None:
+        log.exception("unhandled error in %s", context.get("view"), exc_info=exc)
+        error = ApiError("Something went wrong on our side.", code="internal_error", status=500)
+    return error_response(error)
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:
+    """DRF's nested error detail as {"field" or "field.sub": "message ..."}."""
+    if isinstance(detail, Mapping):
+        flat: dict[str, str] = {}
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors" and not prefix:
+                name = "non_field_errors"
+            flat.update(flatten_errors(value, name))
+        return flat
+    if isinstance(detail, list):
+        if all(not isinstance(item, (Mapping, list)) for item in detail):
+            return {prefix or "non_field_errors": " ".join(str(item) for item in detail)}
+        flat = {}
+        for index, item in enumerate(detail):
+            flat.update(flatten_errors(item, f"{prefix}.{index}" if prefix else str(index)))
+        return flat
+    return {prefix or "non_field_errors": str(detail)}
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses anything but a JSON object, and any field it does not declare."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["The body must be a JSON object."]}
+            )
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of quietly stringifying them."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def validate(serializer_class: type[S], data: Any, **kwargs: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data, **kwargs)
+    if not serializer.is_valid():
+        raise ValidationFailed(fields=flatten_errors(serializer.errors))
+    return dict(serializer.validated_data)
+
+
+def client_ip(request: HttpRequest | Request) -> str:
+    meta = request.META
+    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            return str(forwarded.split(",")[0].strip())
+    return str(meta.get("REMOTE_ADDR", ""))
+
+
+def page_params(
+    request: Request, *, default_size: int = 20, max_size: int = 100
+) -> tuple[int, int]:
+    """(page, page_size) from the query string, validated."""
+    fields = {}
+    values = []
+    for name, default, ceiling in (("page", 1, 1_000_000), ("page_size", default_size, max_size)):
+        raw = request.query_params.get(name, str(default))
+        if not raw.isdigit() or not 1 <= int(raw) <= ceiling:
+            fields[name] = f"Must be a whole number from 1 to {ceiling}."
+            values.append(default)
+        else:
+            values.append(int(raw))
+    if fields:
+        raise ValidationFailed(fields=fields)
+    return values[0], values[1]
+
+
+def paginated(items: list[Any], *, total: int, page: int, page_size: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "page": page, "page_size": page_size}
+
+
+def json_error(error: ApiError) -> JsonResponse:
+    """The error shape outside DRF (404/500 handlers, ASGI guards)."""
+    response = JsonResponse(error.as_dict(), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(ApiError("Not found.", code="not_found", status=404))
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Http404())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(
+            ApiError("Something went wrong on our side.", code="internal_error", status=500)
+        )
+    from django.views.defaults import server_error as default_server_error
+
+    return default_server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return json_error(ApiError("The request was refused.", code="bad_request", status=400))
+    from django.views.defaults import bad_request as default_bad_request
+
+    return default_bad_request(request, exception or SuspiciousOperation())

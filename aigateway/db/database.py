@@ -1,0 +1,326 @@
+"""One DuckDB database per process: a single serialized writer and per-thread readers.
+
+DuckDB lets one process open a file read-write, and concurrent writers to the same rows
+conflict. So every write function runs on one dedicated writer thread, inside its own
+transaction, one at a time; reads run on per-thread cursors and see committed data.
+Both are callable from sync code and, without blocking the event loop, from async code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from queue import Empty, SimpleQueue
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+
+import duckdb
+
+from aigateway.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MAX_GROUP_COMMIT = 64
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+Connection = duckdb.DuckDBPyConnection
+
+
+class Tx:
+    """The writer's handle inside one transaction: run SQL, queue after-commit callbacks."""
+
+    __slots__ = ("_after_commit", "con")
+
+    def __init__(self, con: Connection) -> None:
+        self.con = con
+        self._after_commit: list[Callable[[], None]] = []
+
+    def execute(self, sql: str, params: Any = None) -> Connection:
+        return self.con.execute(sql, params)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run callback on the writer thread once the transaction has committed."""
+        self._after_commit.append(callback)
+
+    def run_after_commit(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+
+def translate_error(exc: duckdb.Error) -> DatabaseError:
+    """Turn a driver exception into the project's own, keeping the message for logs."""
+    text = str(exc)
+    if isinstance(exc, duckdb.IOException) and "lock" in text.lower():
+        return DatabaseLocked(text)
+    if isinstance(exc, duckdb.ConstraintException):
+        return IntegrityViolation(text)
+    if isinstance(exc, duckdb.TransactionException):
+        return DatabaseBusy(text)
+    return DatabaseError(text)
+
+
+def list_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise DatabaseError(f"Migration file {path.name} is not named NNNN_name.sql.")
+        found.append((int(match.group(1)), path.stem, path))
+    versions = [version for version, _, _ in found]
+    if len(versions) != len(set(versions)):
+        raise DatabaseError("Two migration files share a number.")
+    return found
+
+
+class Database:
+    """The process's DuckDB database: open once, read anywhere, write through one thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._con: Connection | None = None
+        self._open_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer: threading.Thread | None = None
+        self._queue: SimpleQueue[_WriteJob | None] = SimpleQueue()
+        self._writer_thread_id: int | None = None
+        self._close_hooks: list[Callable[[Tx], None]] = []
+        self._cursors: list[Connection] = []
+        # In-process state (caches, buffers) whose lifetime is this database's.
+        self.extensions: dict[str, Any] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._con is not None
+
+    def open(self) -> Database:
+        """Open the file (creating it and its folder) and apply pending migrations."""
+        with self._open_lock:
+            if self._con is not None:
+                return self
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                con = duckdb.connect(self.path)
+            except duckdb.Error as exc:
+                error = translate_error(exc)
+                if isinstance(error, DatabaseLocked):
+                    raise DatabaseLocked(
+                        f"The database {self.path} is in use by another process (normally the "
+                        "running aigateway server). Stop the server first, or use its admin API."
+                    ) from None
+                raise error from None
+            self._con = con
+            self._queue = SimpleQueue()
+            self._writer = threading.Thread(
+                target=self._writer_loop, args=(con,), name="duckdb-writer", daemon=True
+            )
+            self._writer.start()
+            self._writer_thread_id = self._writer.ident
+        self.write(apply_migrations)
+        return self
+
+    def add_close_hook(self, hook: Callable[[Tx], None]) -> None:
+        """Run hook(tx) as a last write just before the database closes (e.g. flush buffers)."""
+        self._close_hooks.append(hook)
+
+    def close(self) -> None:
+        """Run the close hooks through the writer, finish queued writes, close the file."""
+        with self._open_lock:
+            if self._con is None or self._writer is None:
+                return
+            for hook in self._close_hooks:
+                try:
+                    self.write(hook)
+                except Exception:
+                    log.exception("close hook failed")
+            writer, con = self._writer, self._con
+            self._queue.put(None)
+            writer.join()
+            self._writer = None
+            self._con = None
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+            con.close()
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _reader(self) -> Connection:
+        con = self._con
+        if con is None:
+            raise DatabaseError("The database is not open.")
+        cursor: Connection | None = getattr(self._local, "cursor", None)
+        owner = getattr(self._local, "owner", None)
+        if cursor is None or owner is not con:
+            cursor = con.cursor()
+            self._local.cursor = cursor
+            self._local.owner = con
+            with self._open_lock:
+                self._cursors.append(cursor)
+        return cursor
+
+    def read(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a read-only function on this thread's cursor."""
+        try:
+            return fn(self._reader(), *args, **kwargs)
+        except duckdb.Error as exc:
+            raise translate_error(exc) from exc
+
+    async def aread(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like read(), on a worker thread so the event loop keeps serving."""
+        return await asyncio.to_thread(functools.partial(self.read, fn, *args, **kwargs))
+
+    # -- writes ----------------------------------------------------------------------
+
+    def _writer_loop(self, con: Connection) -> None:
+        """Run queued write functions in order; whatever queued up meanwhile commits together."""
+        queue = self._queue
+        while True:
+            job = queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < MAX_GROUP_COMMIT:
+                try:
+                    nxt = queue.get_nowait()
+                except Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            if len(batch) == 1 or not self._run_group(con, batch):
+                for one in batch:
+                    self._run_one(con, one)
+            if stop:
+                return
+
+    def _run_one(self, con: Connection, job: _WriteJob) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        tx = Tx(con)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            result = job.fn(tx, *job.args, **job.kwargs)
+            con.execute("COMMIT")
+        except BaseException as exc:
+            _rollback(con)
+            job.future.set_exception(translate_error(exc) if isinstance(exc, duckdb.Error) else exc)
+            return
+        tx.run_after_commit()
+        job.future.set_result(result)
+
+    def _run_group(self, con: Connection, batch: list[_WriteJob]) -> bool:
+        """Group commit: one transaction for the batch. False (rolled back) if any job failed,
+        and the caller then runs each job alone, so one bad write never sinks the others."""
+        txs = []
+        results = []
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for job in batch:
+                tx = Tx(con)
+                results.append(job.fn(tx, *job.args, **job.kwargs))
+                txs.append(tx)
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            return False
+        for job, tx, result in zip(batch, txs, results, strict=True):
+            if job.future.set_running_or_notify_cancel():
+                tx.run_after_commit()
+                job.future.set_result(result)
+        return True
+
+    def _submit(
+        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[T]:
+        if self._con is None:
+            raise DatabaseError("The database is not open.")
+        future: Future[T] = Future()
+        self._queue.put(_WriteJob(fn, args, kwargs, future))
+        return future
+
+    def write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run fn(tx, ...) in a transaction on the writer thread and wait for it.
+
+        fn may be grouped with other queued writes into one commit, and re-run alone if a
+        neighbour fails, so it must not have side effects outside the database: queue them
+        with tx.on_commit().
+        """
+        if threading.get_ident() == self._writer_thread_id:
+            raise DatabaseError("write() called from inside a write function: pass the Tx along.")
+        return self._submit(fn, args, kwargs).result()
+
+    async def awrite(
+        self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Like write(), awaited without blocking the event loop."""
+        return await asyncio.wrap_future(self._submit(fn, args, kwargs))
+
+    def write_soon(
+        self, fn: Callable[Concatenate[Tx, P], Any], *args: P.args, **kwargs: P.kwargs
+    ) -> None:
+        """Queue a write nobody waits for (buffers, last-used stamps); failures are logged."""
+        self._submit(fn, args, kwargs).add_done_callback(_log_failure)
+
+
+class _WriteJob(NamedTuple):
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: Future[Any]
+
+
+def _rollback(con: Connection) -> None:
+    # Nothing may have begun, or the transaction may already be aborted.
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("background write failed: %s", exc)
+
+
+def apply_migrations(tx: Tx) -> list[int]:
+    """Apply every numbered .sql file not yet recorded in schema_migrations, in order."""
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+    )
+    done = {row[0] for row in tx.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, name, path in list_migrations():
+        if version in done:
+            continue
+        tx.execute(path.read_text())
+        tx.execute("INSERT INTO schema_migrations VALUES (?, ?, now()::TIMESTAMP)", [version, name])
+        applied.append(version)
+        log.info("applied migration %s", name)
+    return applied
+
+
+def schema_version(con: Connection) -> int:
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,241 @@
+"""Settings for aigateway, all deploy-varying values from the environment (or a .env file)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A .env file beside manage.py fills in what the real environment leaves unset.
+load_dotenv(BASE_DIR / ".env", override=False)
+
+
+def _fail(message: str) -> None:
+    raise SystemExit(f"aigateway: configuration error: {message}")
+
+
+def envstr(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    _fail(f"{name} must be true or false, not {raw!r}.")
+    return default
+
+
+def envint(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        _fail(f"{name} must be a whole number, not {raw!r}.")
+        return default
+    if value < minimum:
+        _fail(f"{name} must be at least {minimum}, not {value}.")
+    return value
+
+
+def envfloat(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        _fail(f"{name} must be a number, not {raw!r}.")
+        return default
+    if value <= 0:
+        _fail(f"{name} must be greater than zero, not {value}.")
+    return value
+
+
+def envlist(name: str, default: str) -> list[str]:
+    return [item.strip() for item in envstr(name, default).split(",") if item.strip()]
+
+
+def envsecret(name: str) -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (Docker/K8s secrets)."""
+    path = envstr(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            _fail(f"{name}_FILE points at {path!r}, which cannot be read ({exc.strerror}).")
+    return envstr(name)
+
+
+DEBUG = envbool("DEBUG", False)
+
+SECRET_KEY = envsecret("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        _fail("SECRET_KEY is required when DEBUG is off; set it in the environment or in .env.")
+    SECRET_KEY = "insecure-development-key-" + "x" * 40
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    # contrib.auth and contenttypes are here only because simplejwt imports their model
+    # classes; no table of theirs exists and no Django ORM database is configured.
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_htmx",
+    "accounts",
+    "generation",
+    "adminops",
+]
+
+MIDDLEWARE = [
+    "aigateway.middleware.request_log_middleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "aigateway.urls"
+ASGI_APPLICATION = "aigateway.asgi.application"
+WSGI_APPLICATION = "aigateway.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Application data lives in DuckDB behind the repository layer, never in the Django ORM.
+DATABASES: dict[str, dict[str, str]] = {}
+DUCKDB_PATH = envstr("DUCKDB_PATH", str(BASE_DIR / "data" / "aigateway.duckdb"))
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
+
+# Browser sessions live in a signed cookie: no session table.
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 7 * 24 * 3600, minimum=60)
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY", False) else None
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": envint("PASSWORD_MIN_LENGTH", 8, minimum=6)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+REGISTRATION_OPEN = envbool("REGISTRATION_OPEN", True)
+
+ACCESS_TOKEN_LIFETIME = timedelta(seconds=envint("ACCESS_TOKEN_TTL_SECONDS", 15 * 60, minimum=30))
+REFRESH_TOKEN_LIFETIME = timedelta(
+    seconds=envint("REFRESH_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=60)
+)
+# The JWT key may differ from SECRET_KEY so either can be rotated alone.
+JWT_SIGNING_KEY = envsecret("JWT_SIGNING_KEY") or SECRET_KEY
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": ACCESS_TOKEN_LIFETIME,
+    "REFRESH_TOKEN_LIFETIME": REFRESH_TOKEN_LIFETIME,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "USER_ID_CLAIM": "sub",
+    "USER_ID_FIELD": "id",
+    "TOKEN_TYPE_CLAIM": "typ",
+    "JTI_CLAIM": "jti",
+    "UPDATE_LAST_LOGIN": False,
+    "ROTATE_REFRESH_TOKENS": False,
+    "BLACKLIST_AFTER_ROTATION": False,
+    "LEEWAY": 0,
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsSignedIn"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "aigateway.api.api_exception_handler",
+    "UNAUTHENTICATED_USER": "accounts.identity.Anonymous",
+    "UNAUTHENTICATED_TOKEN": None,
+    "UNICODE_JSON": True,
+    "COMPACT_JSON": True,
+}
+
+# Bodies larger than this are refused with 413 before any parsing.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_JSON_BODY_BYTES", 1024 * 1024, minimum=1024)
+# Paths that take file uploads get a larger limit (checked by the ASGI guard).
+UPLOAD_PATH_PREFIXES = ("/api/generate/video/from-image", "/generate/video")
+MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+
+
+OPENROUTER_API_KEY = envsecret("OPENROUTER_API_KEY")
+OPENROUTER_BASE_URL = envstr("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")
+OPENROUTER_APP_URL = envstr("OPENROUTER_APP_URL", "")
+OPENROUTER_APP_TITLE = envstr("OPENROUTER_APP_TITLE", "aigateway")
+OPENROUTER_CONNECT_TIMEOUT = envfloat("OPENROUTER_CONNECT_TIMEOUT", 5.0)
+OPENROUTER_READ_TIMEOUT = envfloat("OPENROUTER_READ_TIMEOUT", 120.0)
+OPENROUTER_STREAM_READ_TIMEOUT = envfloat("OPENROUTER_STREAM_READ_TIMEOUT", 300.0)
+OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True  # serve straight from the source tree: no collectstatic step
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
+    },
+    "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,10 @@
+"""Test settings: the real settings, with a fast password hasher and a fixed key."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-hs256-0123456789")
+os.environ.setdefault("OPENROUTER_API_KEY", "")
+
+from aigateway.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # tests only: speed
