@@ -73,13 +73,27 @@ def normalize_email(raw: str) -> str:
     return email
 
 
+class _PasswordOwner:
+    """What Django's similarity validator needs of a user: attributes and field names."""
+
+    class _Meta:
+        @staticmethod
+        def get_field(name: str) -> SimpleNamespace:
+            return SimpleNamespace(verbose_name=name.replace("_", " "))
+
+    _meta = _Meta()
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+
+
 def check_new_password(password: str, email: str) -> None:
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValidationFailed(
             fields={"password": f"Use at most {MAX_PASSWORD_LENGTH} characters."}
         )
     try:
-        validate_password(password, user=SimpleNamespace(email=email))  # type: ignore[arg-type]
+        validate_password(password, user=_PasswordOwner(email))  # type: ignore[arg-type]
     except DjangoValidationError as exc:
         raise ValidationFailed(fields={"password": " ".join(exc.messages)}) from None
 

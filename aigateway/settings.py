@@ -11,8 +11,9 @@ from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# A .env file beside manage.py fills in what the real environment leaves unset.
-load_dotenv(BASE_DIR / ".env", override=False)
+# A .env file beside manage.py (or the one ENV_FILE names) fills in what the real
+# environment leaves unset.
+load_dotenv(os.environ.get("ENV_FILE") or BASE_DIR / ".env", override=False)
 
 
 def _fail(message: str) -> None:

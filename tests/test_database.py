@@ -1,0 +1,168 @@
+"""The data layer: migrations, the serialized writer, error translation, the file lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from aigateway.db import Database, DatabaseError, DatabaseLocked, IntegrityViolation
+from aigateway.db.database import list_migrations, schema_version
+
+
+def table_shapes(db: Database) -> list[tuple]:
+    return db.read(
+        lambda con: con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns"
+            " WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    )
+
+
+def test_a_fresh_database_is_fully_migrated(database):
+    assert database.read(schema_version) == max(v for v, _, _ in list_migrations())
+    names = {row[0] for row in table_shapes(database)}
+    assert {"users", "refresh_tokens", "api_keys", "audit_log", "schema_migrations"} <= names
+
+
+def test_migrations_are_applied_once_and_survive_reopening(tmp_path):
+    path = tmp_path / "m.duckdb"
+    first = Database(path).open()
+    shapes = table_shapes(first)
+    first.close()
+    again = Database(path).open()
+    assert table_shapes(again) == shapes
+    count = again.read(lambda con: con.execute("SELECT count(*) FROM schema_migrations").fetchone())
+    assert count[0] == len(list_migrations())
+    again.close()
+
+
+def test_an_old_database_migrated_forward_matches_a_fresh_one(tmp_path, monkeypatch):
+    """Apply only the first migration, then the rest on the next start."""
+    import aigateway.db.database as database_module
+
+    all_migrations = list_migrations()
+    monkeypatch.setattr(database_module, "list_migrations", lambda: all_migrations[:1])
+    old = Database(tmp_path / "old.duckdb").open()
+    old.close()
+    monkeypatch.setattr(database_module, "list_migrations", lambda: all_migrations)
+    upgraded = Database(tmp_path / "old.duckdb").open()
+    fresh = Database(tmp_path / "fresh.duckdb").open()
+    assert table_shapes(upgraded) == table_shapes(fresh)
+    upgraded.close()
+    fresh.close()
+
+
+def test_writes_are_serialized_and_none_is_lost(database):
+    database.write(lambda tx: tx.execute("CREATE TABLE counter (n INTEGER)"))
+    database.write(lambda tx: tx.execute("INSERT INTO counter VALUES (0)"))
+
+    def bump(tx):
+        (n,) = tx.execute("SELECT n FROM counter").fetchone()
+        tx.execute("UPDATE counter SET n = ?", [n + 1])
+
+    threads = [
+        threading.Thread(target=lambda: [database.write(bump) for _ in range(25)]) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert database.read(lambda con: con.execute("SELECT n FROM counter").fetchone()[0]) == 200
+
+
+def test_a_failing_write_rolls_back_and_spares_its_neighbours(database):
+    database.write(lambda tx: tx.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    results: list[object] = []
+
+    def insert(tx, value):
+        tx.execute("INSERT INTO t VALUES (?)", [value])
+        return value
+
+    def run(value):
+        try:
+            results.append(database.write(insert, value))
+        except IntegrityViolation:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in [1, 2, 1, 3, 2, 4]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r for r in results if r != "conflict") == [1, 2, 3, 4]
+    assert results.count("conflict") == 2
+    assert database.read(lambda con: con.execute("SELECT count(*) FROM t").fetchone()[0]) == 4
+
+
+def test_after_commit_callbacks_run_only_on_commit(database):
+    seen: list[str] = []
+
+    def good(tx):
+        tx.on_commit(lambda: seen.append("good"))
+
+    def bad(tx):
+        tx.on_commit(lambda: seen.append("bad"))
+        raise ValueError("nope")
+
+    database.write(good)
+    with pytest.raises(ValueError):
+        database.write(bad)
+    assert seen == ["good"]
+
+
+def test_driver_errors_become_our_own(database):
+    with pytest.raises(DatabaseError) as caught:
+        database.read(lambda con: con.execute("SELECT * FROM no_such_table"))
+    assert not type(caught.value).__module__.startswith("duckdb")
+
+
+def test_async_reads_and_writes_do_not_block_the_loop(database):
+    import asyncio
+
+    async def main():
+        await database.awrite(lambda tx: tx.execute("CREATE TABLE a (x INTEGER)"))
+        await asyncio.gather(
+            *(
+                database.awrite(lambda tx, i=i: tx.execute("INSERT INTO a VALUES (?)", [i]))
+                for i in range(50)
+            )
+        )
+        return await database.aread(lambda con: con.execute("SELECT count(*) FROM a").fetchone()[0])
+
+    assert asyncio.run(main()) == 50
+
+
+def test_a_second_process_is_told_the_database_is_in_use(database):
+    code = (
+        "import sys; sys.path.insert(0, '.');"
+        "from aigateway.db import Database, DatabaseLocked\n"
+        "try:\n"
+        f"    Database({database.path!r}).open()\n"
+        "except DatabaseLocked as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "in use by another process" in result.stdout
+
+
+def test_write_inside_a_write_is_refused(database):
+    def nested(tx):
+        database.write(lambda inner: None)
+
+    with pytest.raises(DatabaseError):
+        database.write(nested)
+
+
+def test_locked_error_type_is_exported():
+    assert issubclass(DatabaseLocked, DatabaseError)
