@@ -1,0 +1,112 @@
+"""Buffered inserts for usage records and finished generations.
+
+A DuckDB commit costs about a millisecond, so rows that nobody waits for are buffered
+in memory and inserted in batches by the writer (one statement per batch), at the latest
+after FLUSH_SECONDS, at once when a batch fills, and on shutdown. Readers that must see
+their own rows call `await flush()` first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from aigateway.db import Database, Tx, get_database
+from generation import repository as repo
+from generation.repository import Generation, UsageRecord
+
+FLUSH_SECONDS = 1.0
+BATCH_ROWS = 500
+
+R = TypeVar("R")
+
+
+class Buffer(Generic[R]):
+    def __init__(self, db: Database, insert: Callable[[Tx, Sequence[R]], None]) -> None:
+        self._db = db
+        self._insert = insert
+        self._rows: list[R] = []
+        self._lock = threading.Lock()
+
+    def add(self, row: R) -> None:
+        with self._lock:
+            self._rows.append(row)
+            full = len(self._rows) >= BATCH_ROWS
+        if full:
+            self.flush_soon()
+
+    def _take(self) -> list[R]:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        return rows
+
+    def flush_soon(self) -> None:
+        rows = self._take()
+        if rows:
+            self._db.write_soon(self._insert, rows)
+
+    def flush_in(self, tx: Tx) -> None:
+        """Insert what is buffered inside the given transaction (used at shutdown)."""
+        self._insert(tx, self._take())
+
+
+class Recorder:
+    """The process's buffers, flushed by a timer thread and on close."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.usage: Buffer[UsageRecord] = Buffer(db, repo.insert_usage)
+        self.generations: Buffer[Generation] = Buffer(db, repo.insert_generations)
+        self._stop = threading.Event()
+        self._timer = threading.Thread(target=self._run, name="recorder-flush", daemon=True)
+        self._timer.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(FLUSH_SECONDS):
+            if not self.db.is_open:
+                return
+            self.flush_soon()
+
+    def flush_soon(self) -> None:
+        self.generations.flush_soon()
+        self.usage.flush_soon()
+
+    async def flush(self) -> None:
+        """Queue everything buffered and wait until the writer has committed it."""
+        self.flush_soon()
+        await self.db.awrite(_barrier)
+
+    def close(self, tx: Tx) -> None:
+        self._stop.set()
+        self.generations.flush_in(tx)
+        self.usage.flush_in(tx)
+
+
+def _barrier(tx: Tx) -> None:
+    """A no-op write: once it returns, every write queued before it has committed."""
+
+
+_KEY = "generation.recorder"
+_lock = threading.Lock()
+
+
+def get_recorder() -> Recorder:
+    db = get_database()
+    recorder: Recorder | None = db.extensions.get(_KEY)
+    if recorder is None:
+        with _lock:
+            recorder = db.extensions.get(_KEY)
+            if recorder is None:
+                recorder = Recorder(db)
+                db.extensions[_KEY] = recorder
+                db.add_close_hook(recorder.close)
+    return recorder
+
+
+def record_usage(record: UsageRecord) -> None:
+    get_recorder().usage.add(record)
+
+
+def record_generation(generation: Generation) -> None:
+    get_recorder().generations.add(generation)

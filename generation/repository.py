@@ -1,0 +1,303 @@
+"""SQL for generations, video jobs, usage records and conversations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from accounts.repository import aware
+from aigateway.db import Connection, Tx
+
+TERMINAL_VIDEO_STATES = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    file: str  # relative to MEDIA_ROOT
+    type: str  # MIME type
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: UUID
+    user_id: UUID
+    kind: str
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    status: str
+    output_text: str | None
+    media: tuple[MediaFile, ...]
+    error_code: str | None
+    error_message: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Generation:
+        (id_, user_id, kind, model, prompt, params, status, output_text, media, error_code,
+         error_message, tokens_in, tokens_out, cost, created_at, finished_at) = row  # fmt: skip
+        return cls(
+            id_, user_id, kind, model, prompt, json.loads(params), status, output_text,
+            tuple(MediaFile(**item) for item in json.loads(media)), error_code, error_message,
+            tokens_in, tokens_out, cost, aware(created_at), aware(finished_at),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def as_insert_row(self) -> list[Any]:
+        return [
+            self.id, self.user_id, self.kind, self.model, self.prompt,
+            json.dumps(self.params, sort_keys=True), self.status, self.output_text,
+            json.dumps([{"file": m.file, "type": m.type} for m in self.media]),
+            self.error_code, self.error_message, self.tokens_in, self.tokens_out, self.cost,
+            _naive(self.created_at), _naive(self.finished_at),
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VideoJob:
+    id: UUID
+    user_id: UUID
+    model: str
+    upstream_id: str
+    polling_url: str
+    status: str
+    error: str | None
+    cost: float | None
+    upstream_generation_id: str | None
+    video_file: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_polled_at: datetime | None
+    completed_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_VIDEO_STATES
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> VideoJob:
+        values = list(row)
+        for index in (10, 11, 12, 13):
+            values[index] = aware(values[index])
+        return cls(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    occurred_at: datetime  # naive UTC
+    user_id: UUID | None
+    kind: str
+    model: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost: float | None
+    latency_ms: float
+    status: str  # ok | error
+    error_code: str | None = None
+    generation_id: UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: UUID
+    user_id: UUID
+    title: str
+    model: str
+    created_at: datetime
+    updated_at: datetime
+    messages: tuple[tuple[str, str], ...] = field(default=())  # (role, content)
+
+
+def _naive(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=None) if value is not None else None
+
+
+GENERATION_COLUMNS = (
+    "id, user_id, kind, model, prompt, params, status, output_text, media, error_code,"
+    " error_message, tokens_in, tokens_out, cost, created_at, finished_at"
+)
+VIDEO_JOB_COLUMNS = (
+    "id, user_id, model, upstream_id, polling_url, status, error, cost, upstream_generation_id,"
+    " video_file, created_at, updated_at, last_polled_at, completed_at"
+)
+_GENERATION_TYPES = (
+    "UUID", "UUID", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
+    "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "TIMESTAMP", "TIMESTAMP",
+)  # fmt: skip
+_USAGE_COLUMNS = (
+    "occurred_at, user_id, kind, model, tokens_in, tokens_out, cost, latency_ms, status,"
+    " error_code, generation_id"
+)
+_USAGE_TYPES = (
+    "TIMESTAMP", "UUID", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "DOUBLE",
+    "VARCHAR", "VARCHAR", "UUID",
+)  # fmt: skip
+
+
+def _unnest_select(types: Sequence[str]) -> str:
+    """SELECT unnest(?::T[]), ... : a batch insert of column lists in one statement."""
+    return "SELECT " + ", ".join(f"unnest(?::{sql_type}[])" for sql_type in types)
+
+
+_INSERT_GENERATIONS = (
+    f"INSERT INTO generations ({GENERATION_COLUMNS}) {_unnest_select(_GENERATION_TYPES)}"
+)
+_INSERT_USAGE = f"INSERT INTO usage_records ({_USAGE_COLUMNS}) {_unnest_select(_USAGE_TYPES)}"
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [[row[index] for row in rows] for index in range(width)]
+
+
+# -- generations --------------------------------------------------------------------------
+
+
+def insert_generations(tx: Tx, generations: Sequence[Generation]) -> None:
+    if generations:
+        rows = [g.as_insert_row() for g in generations]
+        tx.execute(_INSERT_GENERATIONS, _columns(rows, len(_GENERATION_TYPES)))
+
+
+def get_generation(con: Connection, generation_id: UUID, user_id: UUID) -> Generation | None:
+    row = con.execute(
+        f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ? AND user_id = ?",  # noqa: S608
+        [generation_id, user_id],
+    ).fetchone()
+    return Generation.from_row(row) if row else None
+
+
+def list_generations(
+    con: Connection, user_id: UUID, *, kind: str | None, limit: int, offset: int
+) -> tuple[list[Generation], int]:
+    where = "user_id = ? AND (? IS NULL OR kind = ?)"
+    params = [user_id, kind, kind]
+    total = con.execute(f"SELECT count(*) FROM generations WHERE {where}", params).fetchone()  # noqa: S608
+    rows = con.execute(
+        f"SELECT {GENERATION_COLUMNS} FROM generations WHERE {where}"  # noqa: S608
+        " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    return [Generation.from_row(row) for row in rows], int(total[0]) if total else 0
+
+
+def finish_generation(
+    tx: Tx,
+    generation_id: UUID,
+    *,
+    status: str,
+    media: Sequence[MediaFile] | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    cost: float | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    tx.execute(
+        "UPDATE generations SET status = ?, media = coalesce(?, media), error_code = ?,"
+        " error_message = ?, cost = coalesce(?, cost), finished_at = ? WHERE id = ?",
+        [
+            status,
+            json.dumps([{"file": m.file, "type": m.type} for m in media]) if media else None,
+            error_code,
+            error_message,
+            cost,
+            finished_at,
+            generation_id,
+        ],
+    )
+
+
+# -- video jobs ---------------------------------------------------------------------------
+
+
+def insert_video_job(tx: Tx, job: VideoJob) -> None:
+    tx.execute(
+        f"INSERT INTO video_jobs ({VIDEO_JOB_COLUMNS}) VALUES ({', '.join('?' * 14)})",  # noqa: S608
+        [
+            job.id, job.user_id, job.model, job.upstream_id, job.polling_url, job.status,
+            job.error, job.cost, job.upstream_generation_id, job.video_file,
+            _naive(job.created_at), _naive(job.updated_at), _naive(job.last_polled_at),
+            _naive(job.completed_at),
+        ],
+    )  # fmt: skip
+
+
+def get_video_job(
+    con: Connection | Tx, job_id: UUID, user_id: UUID | None = None
+) -> VideoJob | None:
+    row = con.execute(
+        f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
+        " WHERE id = ? AND (? IS NULL OR user_id = ?)",
+        [job_id, user_id, user_id],
+    ).fetchone()
+    return VideoJob.from_row(row) if row else None
+
+
+def find_video_job_by_polling_url(
+    con: Connection, user_id: UUID, polling_urls: Sequence[str]
+) -> VideoJob | None:
+    row = con.execute(
+        f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
+        " WHERE user_id = ? AND list_contains(?::VARCHAR[], polling_url) LIMIT 1",
+        [user_id, list(polling_urls)],
+    ).fetchone()
+    return VideoJob.from_row(row) if row else None
+
+
+def unfinished_video_jobs(con: Connection) -> list[VideoJob]:
+    rows = con.execute(
+        f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
+        " WHERE status NOT IN ('failed', 'cancelled', 'expired')"
+        " AND (status <> 'completed' OR video_file IS NULL) ORDER BY created_at",
+    ).fetchall()
+    return [VideoJob.from_row(row) for row in rows]
+
+
+def update_video_job(tx: Tx, job_id: UUID, **changes: Any) -> VideoJob | None:
+    allowed = {
+        "status", "error", "cost", "upstream_generation_id", "video_file", "updated_at",
+        "last_polled_at", "completed_at",
+    }  # fmt: skip
+    if not changes or not set(changes) <= allowed:
+        raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")
+    values = [_naive(v) if isinstance(v, datetime) else v for v in changes.values()]
+    assignments = ", ".join(f"{column} = ?" for column in changes)  # column names, never values
+    row = tx.execute(
+        f"UPDATE video_jobs SET {assignments} WHERE id = ? RETURNING {VIDEO_JOB_COLUMNS}",  # noqa: S608
+        [*values, job_id],
+    ).fetchone()
+    return VideoJob.from_row(row) if row else None
+
+
+# -- usage --------------------------------------------------------------------------------
+
+
+def insert_usage(tx: Tx, records: Sequence[UsageRecord]) -> None:
+    if records:
+        rows = [
+            (r.occurred_at, r.user_id, r.kind, r.model, r.tokens_in, r.tokens_out, r.cost,
+             r.latency_ms, r.status, r.error_code, r.generation_id)
+            for r in records
+        ]  # fmt: skip
+        tx.execute(_INSERT_USAGE, _columns(rows, len(_USAGE_TYPES)))
+
+
+# -- user deletion ------------------------------------------------------------------------
+
+
+def delete_user_content(tx: Tx, user_id: UUID) -> None:
+    """Remove what belongs to a user. Usage records stay: spend must still add up."""
+    tx.execute(
+        "DELETE FROM conversation_messages WHERE conversation_id IN"
+        " (SELECT id FROM conversations WHERE user_id = ?)",
+        [user_id],
+    )
+    tx.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM video_jobs WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM generations WHERE user_id = ?", [user_id])
