@@ -41,6 +41,8 @@ from aigateway.errors import (
     NotFound,
     ValidationFailed,
 )
+from generation import repository as generation_repo
+from generation.media import remove_user_media
 
 MAX_API_KEYS_PER_USER = 25
 MAX_PASSWORD_LENGTH = 256
@@ -424,7 +426,8 @@ async def set_active(actor: User, user_id: UUID, active: bool, *, ip: str | None
 
 
 async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> None:
-    """Delete an account with its refresh tokens and API keys, in one transaction."""
+    """Delete an account with its tokens, keys, history and files, in one transaction.
+    Usage records stay, so spend still adds up after the account is gone."""
     if user_id == actor.id:
         raise ValidationFailed("You cannot delete your own account.", code="cannot_delete_self")
     directory = get_directory()
@@ -434,6 +437,7 @@ async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> N
         _guard_last_admin(tx, target)
         families = repo.families_of_user(tx, user_id)
         key_hashes = repo.delete_user(tx, user_id)
+        generation_repo.delete_user_content(tx, user_id)
         repo.record_audit(
             tx,
             action="user.deleted",
@@ -447,6 +451,7 @@ async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> N
         tx.on_commit(lambda: directory.drop_user(user_id, key_hashes, families))
 
     await get_database().awrite(apply)
+    await asyncio.to_thread(remove_user_media, user_id)
 
 
 async def create_or_promote_admin(email: str, password: str | None) -> tuple[User, bool]:

@@ -8,6 +8,7 @@ Django spools them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -113,6 +114,10 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
+        from generation.openrouter import close_openrouter_client
+        from generation.services import watch_unfinished_jobs
+
+        watcher: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -121,8 +126,14 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
                 except DatabaseError as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                watcher = asyncio.create_task(watch_unfinished_jobs(), name="video-job-watcher")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if watcher is not None:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+                await close_openrouter_client()
                 await asyncio.to_thread(close_database)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -132,9 +143,11 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
 
 def warm_up() -> None:
     from accounts.identity import get_directory
+    from generation.recorder import get_recorder
 
     get_database()
     get_directory()
+    get_recorder()
     log.info("database ready at %s", settings.DUCKDB_PATH)
 
 

@@ -97,3 +97,4 @@ class UpstreamError(ApiError):
         super().__init__(message, code=code, status=status, headers=headers)
         self.retry_after = retry_after
         self.upstream_status = upstream_status
+        self.latency_ms: int | None = None  # how long the failed call took, for usage records

@@ -208,6 +208,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("MAX_JSON_BODY_BYTES", 1024 * 1024, minimum
 # Paths that take file uploads get a larger limit (checked by the ASGI guard).
 UPLOAD_PATH_PREFIXES = ("/api/generate/video/from-image", "/generate/video")
 MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+MAX_FRAME_IMAGE_BYTES = envint("MAX_FRAME_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_FRAME_IMAGE_BYTES
 
 
 OPENROUTER_API_KEY = envsecret("OPENROUTER_API_KEY")

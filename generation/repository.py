@@ -207,7 +207,7 @@ def finish_generation(
             error_code,
             error_message,
             cost,
-            finished_at,
+            _naive(finished_at),
             generation_id,
         ],
     )

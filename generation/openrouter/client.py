@@ -366,6 +366,10 @@ class OpenRouterClient:
                 latency_ms=answer.latency_ms,
             )
 
+    def resolve_polling_url(self, polling_url: str) -> str:
+        """The absolute form of a polling URL inside our API; raises if it is foreign."""
+        return str(self._resolve(polling_url.strip()))
+
     def _polling_url(self, job_id: str, polling_url: object) -> httpx.URL:
         """OpenRouter's polling_url when it points into our API, else the canonical one.
 

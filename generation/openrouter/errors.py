@@ -59,7 +59,6 @@ class OpenRouterError(UpstreamError):
         )
         self.retryable = retryable
         self.wait_hint = wait_hint  # OpenRouter's Retry-After in seconds, for our own retries
-        self.latency_ms: int | None = None  # set by the client once the call is over
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, status={self.status}, {self.message!r})"

@@ -1,0 +1,254 @@
+"""JSON API for models, text, chat, images, videos and history (SPEC §2 "AI")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.authentication import request_user
+from aigateway.api import ApiView, page_params, paginated, validate
+from aigateway.errors import ApiError, ValidationFailed
+from generation import services
+from generation.serializers import (
+    ChatSerializer,
+    ImageSerializer,
+    TextSerializer,
+    VideoFromImageSerializer,
+    VideoSerializer,
+    generation_json,
+    model_json,
+    video_job_json,
+)
+
+KINDS = ("text", "image", "video")
+STREAM_CHUNK = 256 * 1024
+
+
+def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: data[name] for name in names if data.get(name) is not None}
+
+
+class ModelListView(ApiView):
+    async def get(self, request: Request) -> Response:
+        kind = request.query_params.get("kind") or None
+        if kind not in (None, *KINDS):
+            raise ValidationFailed(fields={"kind": "Must be text, image or video."})
+        models = await services.models_of_kind(kind, request_user(request))
+        return Response({"items": [model_json(m) for m in models]})
+
+
+class TextView(ApiView):
+    async def post(self, request: Request) -> Response:
+        data = validate(TextSerializer, request.data)
+        answer = await services.generate_text(
+            request_user(request), data["model"], data["prompt"], data.get("system_prompt"),
+            **_options(data, "temperature", "max_tokens"),
+        )  # fmt: skip
+        return Response(
+            {"id": str(answer.generation_id), "text": answer.text, "model": answer.model,
+             "usage": answer.usage_json()}
+        )  # fmt: skip
+
+
+class ChatView(ApiView):
+    async def post(self, request: Request) -> Response | StreamingHttpResponse:
+        data = validate(ChatSerializer, request.data)
+        user = request_user(request)
+        options = _options(data, "temperature", "max_tokens")
+        if not data["stream"]:
+            answer = await services.complete_chat(
+                user, data["model"], data["messages"], options=options
+            )
+            return Response(
+                {"id": str(answer.generation_id), "model": answer.model,
+                 "message": {"role": "assistant", "content": answer.text},
+                 "usage": answer.usage_json()}
+            )  # fmt: skip
+        events = services.stream_chat(user, data["model"], data["messages"], options=options)
+        return await sse_response(events)
+
+
+def sse_event(name: str, payload: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def sse_response(events: AsyncIterator[Any]) -> StreamingHttpResponse:
+    """Server-Sent Events: `delta` {content}, then `done` {id, model, usage} or `error`.
+
+    The first piece is awaited before answering, so a failure before any token is an
+    ordinary JSON error with its HTTP status; later failures arrive as an `error` event.
+    """
+    first = await anext(events, None)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            item = first
+            while item is not None:
+                if isinstance(item, services.StreamDone):
+                    yield sse_event("done", {
+                        "id": str(item.generation_id), "model": item.answer.model,
+                        "usage": item.answer.usage_json(),
+                    })  # fmt: skip
+                else:
+                    yield sse_event("delta", {"content": item})
+                item = await anext(events, None)
+        except ApiError as exc:
+            yield sse_event("error", exc.as_dict())
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+class ImageView(ApiView):
+    async def post(self, request: Request) -> Response:
+        data = validate(ImageSerializer, request.data)
+        generation = await services.generate_image(
+            request_user(request), data["model"], data["prompt"],
+            options=_options(data, "aspect_ratio", "image_size", "size", "n"),
+        )  # fmt: skip
+        body = generation_json(generation)
+        return Response({**body, "images": body["media"]}, status=201)
+
+
+VIDEO_OPTIONS = ("duration", "resolution", "aspect_ratio", "generate_audio", "seed")
+
+
+class VideoView(ApiView):
+    async def post(self, request: Request) -> Response:
+        data = validate(VideoSerializer, request.data)
+        job = await services.submit_video(
+            request_user(request), data["model"], data["prompt"],
+            options=_options(data, *VIDEO_OPTIONS),
+        )  # fmt: skip
+        return Response(video_job_json(job), status=202)
+
+
+class VideoFromImageView(ApiView):
+    parser_classes = [JSONParser, MultiPartParser]
+
+    async def post(self, request: Request) -> Response:
+        upload = request.FILES.get("image") if hasattr(request, "FILES") else None
+        fields = {k: v for k, v in request.data.items() if k != "image"}
+        if upload is not None:
+            fields = _coerce_form(fields)
+        data = validate(VideoFromImageSerializer, fields)
+        frame = await _first_frame(upload, data.get("image_url"))
+        job = await services.submit_video(
+            request_user(request), data["model"], data["prompt"],
+            options=_options(data, *VIDEO_OPTIONS), first_frame=frame,
+        )  # fmt: skip
+        return Response(video_job_json(job), status=202)
+
+
+def _coerce_form(fields: dict[str, Any]) -> dict[str, Any]:
+    """Multipart fields are strings: turn the numeric and boolean ones into JSON types."""
+    coerced: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in ("duration", "seed") and isinstance(value, str) and value.isdigit():
+            coerced[name] = int(value)
+        elif name == "generate_audio" and value in ("true", "false"):
+            coerced[name] = value == "true"
+        elif isinstance(value, str) and value == "" and name not in ("model", "prompt"):
+            continue
+        else:
+            coerced[name] = value
+    return coerced
+
+
+async def _first_frame(upload: Any, image_url: str | None) -> str:
+    limit = int(settings.MAX_FRAME_IMAGE_BYTES)
+    if upload is not None and image_url:
+        raise ValidationFailed(fields={"image": "Send an upload or an image_url, not both."})
+    if upload is not None:
+        if upload.size > limit:
+            raise ValidationFailed(fields={"image": f"The image is over {limit // 1_000_000} MB."})
+        data = await asyncio.to_thread(upload.read)
+        return services.frame_image_from_upload(data)
+    if image_url:
+        return services.check_frame_image_url(image_url, limit)
+    raise ValidationFailed(fields={"image": "Upload an image or give an image_url."})
+
+
+class VideoJobView(ApiView):
+    async def get(self, request: Request, job_id: UUID) -> Response:
+        job = await services.video_job(request_user(request), job_id)
+        return Response(video_job_json(job))
+
+
+class VideoStatusView(ApiView):
+    """Compatibility with the original API: answers only for the caller's own jobs."""
+
+    async def get(self, request: Request) -> Response:
+        polling_url = request.query_params.get("polling_url", "")
+        if not polling_url or len(polling_url) > 2000:
+            raise ValidationFailed(
+                fields={"polling_url": "Give the polling_url of one of your jobs."}
+            )
+        job = await services.video_job_by_polling_url(request_user(request), polling_url)
+        return Response(video_job_json(job))
+
+
+class VideoContentView(ApiView):
+    async def get(self, request: Request, job_id: UUID) -> StreamingHttpResponse:
+        path, media_type = await services.video_file(request_user(request), job_id)
+        return file_response(path, media_type)
+
+
+class GenerationListView(ApiView):
+    async def get(self, request: Request) -> Response:
+        page, page_size = page_params(request)
+        kind = request.query_params.get("kind") or None
+        if kind not in (None, "text", "chat", "image", "video"):
+            raise ValidationFailed(fields={"kind": "Must be text, chat, image or video."})
+        items, total = await services.list_history(
+            request_user(request), kind=kind, page=page, page_size=page_size
+        )
+        return Response(
+            paginated(
+                [generation_json(g) for g in items], total=total, page=page, page_size=page_size
+            )
+        )
+
+
+class GenerationDetailView(ApiView):
+    async def get(self, request: Request, generation_id: UUID) -> Response:
+        generation = await services.get_history_item(request_user(request), generation_id)
+        return Response(generation_json(generation))
+
+
+class MediaView(ApiView):
+    async def get(self, request: Request, generation_id: UUID, index: int) -> StreamingHttpResponse:
+        path, media_type = await services.media_file(request_user(request), generation_id, index)
+        return file_response(path, media_type)
+
+
+def file_response(path: str, media_type: str) -> StreamingHttpResponse:
+    """Stream a stored file without holding a thread or the whole file in memory."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        handle = await asyncio.to_thread(open, path, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, STREAM_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    response = StreamingHttpResponse(chunks(), content_type=media_type)
+    response["Content-Length"] = str(Path(path).stat().st_size)
+    response["Cache-Control"] = "private, max-age=3600"
+    response["Content-Disposition"] = "inline"
+    return response

@@ -1,0 +1,538 @@
+"""Generation actions shared by the API and the pages: text, chat, images, videos, history."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from accounts.repository import User, utcnow
+from aigateway.db import Tx, get_database
+from aigateway.errors import ApiError, NotFound, UpstreamError, ValidationFailed
+from generation import repository as repo
+from generation.catalog import find_model, list_models
+from generation.media import media_path, save_media
+from generation.openrouter import (
+    ContentDelta,
+    ImageResult,
+    ModelInfo,
+    StreamEnd,
+    get_openrouter_client,
+)
+from generation.openrouter import VideoJob as UpstreamJob
+from generation.openrouter.results import sniff_image_type
+from generation.recorder import get_recorder, record_generation
+from generation.repository import Generation, MediaFile, VideoJob
+from generation.usage import recorded_call
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = timedelta(seconds=5)
+ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+async def models_of_kind(kind: str | None, user: User | None = None) -> list[ModelInfo]:
+    models = await list_models(user.id if user else None)
+    return [m for m in models if kind is None or m.kind == kind]
+
+
+async def require_model(model_id: str, kind: str) -> ModelInfo:
+    model = await find_model(model_id)
+    if model is None or model.kind != kind:
+        raise ValidationFailed(
+            f"'{model_id}' is not a {kind} model of this gateway's catalogue.",
+            code="unknown_model",
+            fields={"model": f"Choose a {kind} model from /api/ai/models?kind={kind}."},
+        )
+    return model
+
+
+# -- history rows -----------------------------------------------------------------------
+
+
+def _generation(
+    generation_id: UUID,
+    user: User,
+    kind: str,
+    model: str,
+    prompt: str,
+    params: Mapping[str, Any],
+    **fields: Any,
+) -> Generation:
+    """A history row, completed now unless fields say otherwise."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": "completed", "output_text": None, "media": (), "error_code": None,
+        "error_message": None, "tokens_in": None, "tokens_out": None, "cost": None,
+        "finished_at": now,
+    }  # fmt: skip
+    values.update(fields)
+    return Generation(
+        id=generation_id, user_id=user.id, kind=kind, model=model, prompt=prompt,
+        params=dict(params), created_at=now, **values,
+    )  # fmt: skip
+
+
+def _failed(generation: Generation, error: UpstreamError) -> Generation:
+    return replace(generation, status="failed", error_code=error.code, error_message=error.message)
+
+
+# -- text and chat ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextAnswer:
+    generation_id: UUID
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None
+
+    def usage_json(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cost": self.cost,
+        }
+
+
+def chat_payload(
+    model: str, messages: Sequence[Mapping[str, str]], options: Mapping[str, Any]
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+    for name in ("temperature", "max_tokens"):
+        if options.get(name) is not None:
+            payload[name] = options[name]
+    return payload
+
+
+def _last_user_message(messages: Sequence[Mapping[str, str]]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+
+
+async def complete_chat(
+    user: User,
+    model: str,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    kind: str = "chat",
+    options: Mapping[str, Any] | None = None,
+) -> TextAnswer:
+    """One non-streaming completion, recorded in history and usage."""
+    options = dict(options or {})
+    prompt = _last_user_message(messages)
+    generation_id = uuid4()
+    generation = _generation(generation_id, user, kind, model, prompt, options)
+    try:
+        async with recorded_call(user.id, kind, model, generation_id) as call:
+            result = await get_openrouter_client().chat(chat_payload(model, messages, options))
+            call.model, call.latency_ms = result.model or model, result.latency_ms
+            call.usage(result.usage)
+    except UpstreamError as exc:
+        record_generation(_failed(generation, exc))
+        raise
+    usage = result.usage
+    record_generation(
+        replace(
+            generation, model=result.model or model, output_text=result.text,
+            tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
+        )
+    )  # fmt: skip
+    return TextAnswer(
+        generation_id, result.text, result.model or model, usage.prompt_tokens,
+        usage.completion_tokens, usage.cost,
+    )  # fmt: skip
+
+
+async def generate_text(
+    user: User, model: str, prompt: str, system_prompt: str | None = None, **options: Any
+) -> TextAnswer:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": prompt})
+    return await complete_chat(user, model, messages, kind="text", options=options)
+
+
+@dataclass(frozen=True)
+class StreamDone:
+    generation_id: UUID
+    answer: TextAnswer
+
+
+async def stream_chat(
+    user: User,
+    model: str,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[str | StreamDone]:
+    """Yield the answer's text pieces as they arrive, then a StreamDone. The usage row and
+    history entry are written however the stream ends: finished, failed or abandoned."""
+    options = dict(options or {})
+    generation_id = uuid4()
+    generation = _generation(
+        generation_id, user, "chat", model, _last_user_message(messages), options
+    )
+    pieces: list[str] = []
+    end: StreamEnd | None = None
+    payload = {**chat_payload(model, messages, options), "stream": True}
+    try:
+        async with (
+            recorded_call(user.id, "chat", model, generation_id) as call,
+            aclosing(get_openrouter_client().stream_chat(payload)) as events,  # type: ignore[type-var]
+        ):
+            async for event in events:
+                if isinstance(event, ContentDelta):
+                    if event.text:
+                        pieces.append(event.text)
+                        yield event.text
+                elif isinstance(event, StreamEnd):
+                    call.model, call.latency_ms = event.model or model, event.latency_ms
+                    call.usage(event.usage)
+                    end = event
+    except UpstreamError as exc:
+        record_generation(replace(_failed(generation, exc), output_text="".join(pieces) or None))
+        raise
+    except BaseException:
+        record_generation(
+            replace(generation, status="cancelled", output_text="".join(pieces) or None,
+                    error_code="cancelled", error_message="The client stopped the answer.")
+        )  # fmt: skip
+        raise
+    if end is None:  # the client raises before this; kept so a bad stream is never silent
+        raise UpstreamError("The answer stream ended early.", code="upstream_stream_broken")
+    usage = end.usage
+    answer = TextAnswer(
+        generation_id, end.text, end.model or model, usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0, usage.cost if usage else None,
+    )  # fmt: skip
+    record_generation(
+        replace(generation, model=answer.model, output_text=end.text,
+                tokens_in=answer.prompt_tokens, tokens_out=answer.completion_tokens,
+                cost=answer.cost)
+    )  # fmt: skip
+    yield StreamDone(generation_id, answer)
+
+
+# -- images -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageAnswer:
+    generation: Generation
+
+
+async def generate_image(
+    user: User, model: str, prompt: str, *, options: Mapping[str, Any]
+) -> Generation:
+    """Pick the upstream path from the catalogue: models that also write text use chat
+    completions with modalities ["image", "text"]; image-only models the Image API."""
+    info = await require_model(model, "image")
+    generation_id = uuid4()
+    generation = _generation(generation_id, user, "image", model, prompt, options)
+    client = get_openrouter_client()
+    image_config = {k: options[k] for k in ("aspect_ratio", "image_size") if options.get(k)}
+    try:
+        async with recorded_call(user.id, "image", model, generation_id) as call:
+            result: ImageResult
+            if "text" in info.output_modalities:
+                result = await client.generate_image_via_chat(
+                    model, prompt, modalities=("image", "text"), image_config=image_config or None
+                )
+            else:
+                payload: dict[str, Any] = {"model": model, "prompt": prompt}
+                if options.get("aspect_ratio"):
+                    payload["aspect_ratio"] = options["aspect_ratio"]
+                if options.get("image_size"):
+                    payload["resolution"] = options["image_size"]
+                for name in ("size", "n"):
+                    if options.get(name):
+                        payload[name] = options[name]
+                result = await client.generate_images(payload)
+            call.model, call.latency_ms = result.model or model, result.latency_ms
+            call.usage(result.usage)
+    except UpstreamError as exc:
+        record_generation(_failed(generation, exc))
+        raise
+    media = await asyncio.to_thread(_store_images, user.id, generation_id, result)
+    finished = replace(
+        generation, model=result.model or model, output_text=result.text or None, media=media,
+        tokens_in=result.usage.prompt_tokens, tokens_out=result.usage.completion_tokens,
+        cost=result.usage.cost,
+    )  # fmt: skip
+    record_generation(finished)
+    return finished
+
+
+def _store_images(user_id: UUID, generation_id: UUID, result: ImageResult) -> tuple[MediaFile, ...]:
+    stored = []
+    for index, image in enumerate(result.images):
+        if image.media_type not in ("image/png", "image/jpeg", "image/webp", "image/gif"):
+            # e.g. SVG: served from our origin it could run script, so it is not kept.
+            log.warning("dropped a generated image of type %s", image.media_type)
+            continue
+        stored.append(save_media(user_id, generation_id, index, image.data, image.media_type))
+    if not stored:
+        raise UpstreamError("The provider returned no usable image.", code="upstream_no_output")
+    return tuple(stored)
+
+
+# -- videos -----------------------------------------------------------------------------
+
+
+def frame_image_from_upload(data: bytes) -> str:
+    """A data URL for an uploaded first frame, after checking it really is an image."""
+    media_type = sniff_image_type(data)
+    if media_type not in ALLOWED_FRAME_TYPES:
+        raise ValidationFailed(fields={"image": "Upload a PNG, JPEG or WebP image."})
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+def check_frame_image_url(url: str, max_bytes: int) -> str:
+    """Accept an http(s) URL (OpenRouter fetches it, never this server) or an image data URL."""
+    if url.startswith("data:"):
+        header, _, payload = url[5:].partition(",")
+        if ";base64" not in header or len(payload) * 3 // 4 > max_bytes:
+            raise ValidationFailed(
+                fields={"image_url": "Use a base64 image data URL within the size limit."}
+            )
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except ValueError:
+            raise ValidationFailed(
+                fields={"image_url": "The data URL is not valid base64."}
+            ) from None
+        return frame_image_from_upload(data)
+    if not url.startswith(("https://", "http://")):
+        raise ValidationFailed(fields={"image_url": "Use an http(s) URL or an image data URL."})
+    return url
+
+
+async def submit_video(
+    user: User,
+    model: str,
+    prompt: str,
+    *,
+    options: Mapping[str, Any],
+    first_frame: str | None = None,
+) -> VideoJob:
+    """Start an upstream video job and keep it as a durable row before answering."""
+    await require_model(model, "video")
+    payload: dict[str, Any] = {"model": model, "prompt": prompt}
+    for name in ("duration", "resolution", "aspect_ratio", "generate_audio", "seed"):
+        if options.get(name) is not None:
+            payload[name] = options[name]
+    if first_frame:
+        payload["frame_images"] = [
+            {"type": "image_url", "image_url": {"url": first_frame}, "frame_type": "first_frame"}
+        ]
+    job_id = uuid4()
+    params = {**options, "from_image": bool(first_frame)}
+    generation = _generation(
+        job_id, user, "video", model, prompt, params, status="pending", finished_at=None
+    )
+    try:
+        async with recorded_call(user.id, "video_submit", model, job_id) as call:
+            upstream = await get_openrouter_client().create_video(payload)
+            call.latency_ms = upstream.latency_ms
+    except UpstreamError as exc:
+        record_generation(_failed(generation, exc))
+        raise
+    now = utcnow()
+    job = VideoJob(
+        id=job_id, user_id=user.id, model=model, upstream_id=upstream.id,
+        polling_url=upstream.polling_url, status=upstream.status, error=upstream.error,
+        cost=upstream.cost, upstream_generation_id=upstream.generation_id, video_file=None,
+        created_at=now, updated_at=now, last_polled_at=now, completed_at=None,
+    )  # fmt: skip
+
+    def insert(tx: Tx) -> None:
+        repo.insert_generations(tx, [replace(generation, status=upstream.status)])
+        repo.insert_video_job(tx, job)
+
+    await get_database().awrite(insert)
+    return job
+
+
+async def video_job(user: User, job_id: UUID) -> VideoJob:
+    """The job, refreshed from upstream if it is running and was not polled in 5 s."""
+    job = await get_database().aread(repo.get_video_job, job_id, user.id)
+    if job is None:
+        raise NotFound("No such video job.", code="video_job_not_found")
+    return await refresh_video_job(job)
+
+
+async def video_job_by_polling_url(user: User, polling_url: str) -> VideoJob:
+    """Only a polling URL of one of the caller's own jobs is answered, and nothing is
+    fetched from it: the stored job is refreshed through its stored URL."""
+    client = get_openrouter_client()
+    candidates = {polling_url}
+    with contextlib.suppress(ApiError):  # a foreign URL simply matches nothing
+        candidates.add(client.resolve_polling_url(polling_url))
+    job = await get_database().aread(
+        repo.find_video_job_by_polling_url, user.id, sorted(candidates)
+    )
+    if job is None:
+        raise NotFound("No video job of yours has this polling URL.", code="video_job_not_found")
+    return await refresh_video_job(job)
+
+
+_refreshing: dict[tuple[asyncio.AbstractEventLoop, UUID], asyncio.Task[VideoJob]] = {}
+
+
+async def refresh_video_job(job: VideoJob) -> VideoJob:
+    """Single-flight per job: any number of callers share one upstream poll."""
+    if _settled(job) or not _due(job):
+        return job
+    key = (asyncio.get_running_loop(), job.id)
+    task = _refreshing.get(key)
+    if task is None:
+        task = asyncio.get_running_loop().create_task(_refresh(job.id))
+        _refreshing[key] = task
+        task.add_done_callback(lambda _: _refreshing.pop(key, None))
+    return await asyncio.shield(task)
+
+
+def _settled(job: VideoJob) -> bool:
+    return job.is_terminal and (job.status != "completed" or job.video_file is not None)
+
+
+def _due(job: VideoJob) -> bool:
+    return (
+        job.last_polled_at is None
+        or utcnow() - job.last_polled_at.replace(tzinfo=None) >= POLL_INTERVAL
+    )
+
+
+async def _refresh(job_id: UUID) -> VideoJob:
+    db = get_database()
+    job = await db.aread(repo.get_video_job, job_id)
+    if job is None or _settled(job) or not _due(job):
+        return job  # type: ignore[return-value]
+    if job.status != "completed":
+        job = await _poll(job)
+    if job.status == "completed" and job.video_file is None:
+        job = await _download(job)
+    return job
+
+
+async def _poll(job: VideoJob) -> VideoJob:
+    now = utcnow()
+    try:
+        async with recorded_call(job.user_id, "video_poll", job.model, job.id) as call:
+            upstream: UpstreamJob = await get_openrouter_client().get_video(job.polling_url)
+            call.latency_ms = upstream.latency_ms
+            if upstream.status == "completed":
+                call.kind, call.cost = "video", upstream.cost  # the job's price, once
+    except UpstreamError as exc:
+        log.warning("polling video job %s failed: %s", job.id, exc.code)
+        return await _save_job(job, {"last_polled_at": now}) or job
+    changes: dict[str, Any] = {
+        "status": upstream.status, "error": upstream.error, "last_polled_at": now,
+        "updated_at": now,
+    }  # fmt: skip
+    if upstream.cost is not None:
+        changes["cost"] = upstream.cost
+    if upstream.generation_id:
+        changes["upstream_generation_id"] = upstream.generation_id
+    if upstream.status in repo.TERMINAL_VIDEO_STATES:
+        changes["completed_at"] = now
+    return await _save_job(job, changes) or job
+
+
+async def _download(job: VideoJob) -> VideoJob:
+    now = utcnow()
+    try:
+        async with recorded_call(job.user_id, "video_download", job.model, job.id) as call:
+            content = await get_openrouter_client().download_video(job.upstream_id)
+            call.latency_ms = content.latency_ms
+    except UpstreamError as exc:
+        log.warning("downloading video job %s failed: %s", job.id, exc.code)
+        return await _save_job(job, {"last_polled_at": now}) or job
+    media_type = content.media_type if content.media_type.startswith("video/") else "video/mp4"
+    stored = await asyncio.to_thread(save_media, job.user_id, job.id, 0, content.data, media_type)
+    return await _save_job(job, {"video_file": stored.file, "updated_at": now}, media=stored) or job
+
+
+async def _save_job(
+    job: VideoJob, changes: dict[str, Any], media: MediaFile | None = None
+) -> VideoJob | None:
+    def save(tx: Tx) -> VideoJob | None:
+        updated = repo.update_video_job(tx, job.id, **changes)
+        if updated is not None and (updated.status != job.status or media is not None):
+            repo.finish_generation(
+                tx, job.id, status=updated.status, media=[media] if media else None,
+                error_code="upstream_video_failed" if updated.error else None,
+                error_message=updated.error, cost=updated.cost,
+                finished_at=updated.completed_at,
+            )  # fmt: skip
+        return updated
+
+    return await get_database().awrite(save)
+
+
+async def video_file(user: User, job_id: UUID) -> tuple[str, str]:
+    """(absolute path, MIME type) of a finished video the user owns."""
+    job = await get_database().aread(repo.get_video_job, job_id, user.id)
+    if job is None or job.video_file is None:
+        raise NotFound("No finished video here.", code="video_not_ready")
+    path = media_path(MediaFile(job.video_file, "video/mp4"))
+    if path is None:
+        raise NotFound("The video file is missing.", code="video_missing")
+    return str(path), "video/webm" if job.video_file.endswith(".webm") else "video/mp4"
+
+
+async def watch_unfinished_jobs(interval: float = 15.0) -> None:
+    """Background loop: keep polling running jobs and fetch finished videos while nobody
+    watches, because upstream copies expire. Survives restarts since jobs are rows."""
+    while True:
+        try:
+            for job in await get_database().aread(repo.unfinished_video_jobs):
+                await refresh_video_job(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("video job watcher round failed")
+        await asyncio.sleep(interval)
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+async def list_history(
+    user: User, *, kind: str | None, page: int, page_size: int
+) -> tuple[list[Generation], int]:
+    await get_recorder().flush()
+    return await get_database().aread(
+        repo.list_generations, user.id, kind=kind, limit=page_size, offset=(page - 1) * page_size
+    )
+
+
+async def get_history_item(user: User, generation_id: UUID) -> Generation:
+    await get_recorder().flush()
+    generation = await get_database().aread(repo.get_generation, generation_id, user.id)
+    if generation is None:
+        raise NotFound("No such generation.", code="generation_not_found")
+    return generation
+
+
+async def media_file(user: User, generation_id: UUID, index: int) -> tuple[str, str]:
+    generation = await get_history_item(user, generation_id)
+    if not 0 <= index < len(generation.media):
+        raise NotFound("No such file.", code="media_not_found")
+    media = generation.media[index]
+    path = media_path(media)
+    if path is None:
+        raise NotFound("The file is missing.", code="media_missing")
+    return str(path), media.type
