@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
 from accounts.authentication import request_user
+from accounts.openapi import (
+    ApiKeyCreatedSerializer,
+    ApiKeyListSerializer,
+    TokenPairSerializer,
+    UserPageSerializer,
+    UserSerializer,
+)
 from accounts.permissions import IsAdmin
 from accounts.serializers import (
     ActiveSerializer,
@@ -23,6 +31,8 @@ from accounts.serializers import (
 )
 from aigateway.api import ApiView, client_ip, page_params, paginated, validate
 from aigateway.errors import ValidationFailed
+from aigateway.openapi import PAGE_PARAMETERS, errors, optional_choice
+from aigateway.throttling import rate_limit_scope
 
 
 class PublicView(ApiView):
@@ -32,21 +42,42 @@ class PublicView(ApiView):
     permission_classes = [AllowAny]
 
 
+@rate_limit_scope("auth")
 class RegisterView(PublicView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Create an account",
+        request=CredentialsSerializer,
+        responses={201: UserSerializer, **errors(403, 409)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(CredentialsSerializer, request.data)
         user = await services.register_user(data["email"], data["password"])
         return Response(user_json(user), status=201)
 
 
+@rate_limit_scope("auth")
 class LoginView(PublicView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Log in: an access and a refresh token",
+        request=CredentialsSerializer,
+        responses={200: TokenPairSerializer, **errors(401)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(CredentialsSerializer, request.data)
         _, tokens = await services.login(data["email"], data["password"])
         return Response(tokens.as_response())
 
 
+@rate_limit_scope("auth")
 class RefreshView(PublicView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Trade a refresh token for a new pair (reuse revokes the whole login)",
+        request=RefreshSerializer,
+        responses={200: TokenPairSerializer, **errors(401)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(RefreshSerializer, request.data)
         tokens = await services.rotate_refresh_token(data["refresh_token"])
@@ -54,6 +85,12 @@ class RefreshView(PublicView):
 
 
 class LogoutView(PublicView):
+    @extend_schema(
+        tags=["auth"],
+        summary="Revoke a refresh token's login (idempotent)",
+        request=RefreshSerializer,
+        responses={204: None},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(RefreshSerializer, request.data)
         await services.logout(data["refresh_token"])
@@ -61,9 +98,16 @@ class LogoutView(PublicView):
 
 
 class MeView(ApiView):
+    @extend_schema(tags=["users"], summary="Own profile", responses={200: UserSerializer})
     async def get(self, request: Request) -> Response:
         return Response(user_json(request_user(request)))
 
+    @extend_schema(
+        tags=["users"],
+        summary="Change own email and/or password (needs the current password)",
+        request=ProfileUpdateSerializer,
+        responses={200: UserSerializer, **errors(404, 409)},
+    )
     async def put(self, request: Request) -> Response:
         data = validate(ProfileUpdateSerializer, request.data)
         user = await services.update_profile(request_user(request), **data)
@@ -73,6 +117,16 @@ class MeView(ApiView):
 class UserListView(ApiView):
     permission_classes = [IsAdmin]
 
+    @extend_schema(
+        tags=["users"],
+        summary="List users (admin)",
+        parameters=[
+            OpenApiParameter("q", str, description="Part of an email.", required=False),
+            optional_choice("role", ("user", "admin")),
+            *PAGE_PARAMETERS,
+        ],
+        responses={200: UserPageSerializer},
+    )
     async def get(self, request: Request) -> Response:
         page, page_size = page_params(request)
         role = request.query_params.get("role") or None
@@ -90,6 +144,11 @@ class UserListView(ApiView):
 class UserDetailView(ApiView):
     permission_classes = [IsAdmin]
 
+    @extend_schema(
+        tags=["users"],
+        summary="Delete a user with their tokens, keys and history (admin; not yourself)",
+        responses={204: None, **errors(400, 409)},
+    )
     async def delete(self, request: Request, user_id: UUID) -> Response:
         await services.delete_user(request_user(request), user_id, ip=client_ip(request))
         return Response(status=204)
@@ -98,6 +157,12 @@ class UserDetailView(ApiView):
 class UserRoleView(ApiView):
     permission_classes = [IsAdmin]
 
+    @extend_schema(
+        tags=["users"],
+        summary="Change a user's role (admin; the last admin stays)",
+        request=RoleSerializer,
+        responses={200: UserSerializer, **errors(409)},
+    )
     async def put(self, request: Request, user_id: UUID) -> Response:
         data = validate(RoleSerializer, request.data)
         user = await services.set_role(
@@ -109,6 +174,12 @@ class UserRoleView(ApiView):
 class UserActiveView(ApiView):
     permission_classes = [IsAdmin]
 
+    @extend_schema(
+        tags=["users"],
+        summary="Enable or disable an account (admin; disabling signs it out everywhere)",
+        request=ActiveSerializer,
+        responses={200: UserSerializer, **errors(409)},
+    )
     async def put(self, request: Request, user_id: UUID) -> Response:
         data = validate(ActiveSerializer, request.data)
         user = await services.set_active(
@@ -118,10 +189,17 @@ class UserActiveView(ApiView):
 
 
 class ApiKeyListView(ApiView):
+    @extend_schema(tags=["api keys"], summary="Own API keys", responses={200: ApiKeyListSerializer})
     async def get(self, request: Request) -> Response:
         keys = await services.list_api_keys(request_user(request))
         return Response({"items": [api_key_json(key) for key in keys]})
 
+    @extend_schema(
+        tags=["api keys"],
+        summary="Create an API key (the key is shown once)",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer, **errors(409)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(ApiKeyCreateSerializer, request.data)
         row, key = await services.create_api_key(
@@ -131,6 +209,7 @@ class ApiKeyListView(ApiView):
 
 
 class ApiKeyDetailView(ApiView):
+    @extend_schema(tags=["api keys"], summary="Revoke an own API key", responses={204: None})
     async def delete(self, request: Request, key_id: UUID) -> Response:
         await services.revoke_api_key(request_user(request), key_id, ip=client_ip(request))
         return Response(status=204)

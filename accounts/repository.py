@@ -191,14 +191,29 @@ def insert_refresh_token(
     )
 
 
-def consume_refresh_token(tx: Tx, *, jti: str, replaced_by: str, now: datetime) -> bool:
-    """Revoke a live token in favour of its successor; False if it was not live."""
-    row = tx.execute(
-        "UPDATE refresh_tokens SET revoked_at = ?, replaced_by = ?"
-        " WHERE jti = ? AND revoked_at IS NULL AND expires_at > ? RETURNING jti",
-        [now, replaced_by, jti, now],
-    ).fetchone()
-    return row is not None
+def consume_refresh_tokens(tx: Tx, successors: dict[str, str], now: datetime) -> set[str]:
+    """Revoke each live token {jti: successor jti} in favour of its successor, in one
+    statement; the jtis that were live (and are now consumed)."""
+    rows = tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?, replaced_by = s.successor"
+        " FROM (SELECT unnest(?::VARCHAR[]) AS jti, unnest(?::VARCHAR[]) AS successor) AS s"
+        " WHERE refresh_tokens.jti = s.jti AND refresh_tokens.revoked_at IS NULL"
+        " AND refresh_tokens.expires_at > ? RETURNING refresh_tokens.jti",
+        [now, list(successors), list(successors.values()), now],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def insert_refresh_tokens(tx: Tx, rows: list[tuple[str, UUID, str, datetime, datetime]]) -> None:
+    """Insert (jti, user_id, family, issued_at, expires_at) rows in one statement."""
+    if rows:
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        tx.execute(
+            "INSERT INTO refresh_tokens (jti, user_id, family, issued_at, expires_at)"
+            " SELECT unnest(?::VARCHAR[]), unnest(?::UUID[]), unnest(?::VARCHAR[]),"
+            " unnest(?::TIMESTAMP[]), unnest(?::TIMESTAMP[])",
+            columns,
+        )
 
 
 def get_refresh_token(con: Connection | Tx, jti: str) -> RefreshTokenRow | None:

@@ -22,6 +22,7 @@ from accounts.identity import Directory, get_directory
 from accounts.repository import ApiKey, User, utcnow
 from accounts.tokens import (
     API_KEY_PREFIX,
+    IssuedRefresh,
     RefreshClaims,
     TokenPair,
     decode_access,
@@ -219,22 +220,8 @@ async def rotate_refresh_token(raw: str) -> TokenPair:
     if user is None or not user.is_active:
         raise NotAuthenticated("The refresh token is no longer valid.", code="invalid_token")
     successor = issue_refresh(user.id, claims.family)
-
-    def rotate(tx: Tx) -> str:
-        now = utcnow()
-        if repo.consume_refresh_token(tx, jti=claims.jti, replaced_by=successor.jti, now=now):
-            repo.insert_refresh_token(
-                tx,
-                jti=successor.jti,
-                user_id=user.id,
-                family=successor.family,
-                issued_at=successor.issued_at,
-                expires_at=successor.expires_at,
-            )
-            return "rotated"
-        return _refused_refresh(tx, claims, directory, now)
-
-    outcome = await get_database().awrite(rotate)
+    rotation = Rotation(claims, successor, directory)
+    outcome = await get_database().awrite_batched(rotate_refresh_tokens, rotation)
     if outcome == "reused":
         raise NotAuthenticated(
             "This refresh token was already used, so every session of this login has been "
@@ -246,8 +233,48 @@ async def rotate_refresh_token(raw: str) -> TokenPair:
     return pair(user, successor)
 
 
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    claims: RefreshClaims
+    successor: IssuedRefresh
+    directory: Directory
+
+
+def rotate_refresh_tokens(tx: Tx, rotations: list[Rotation]) -> list[str]:
+    """Rotate a burst of refresh tokens with two set-based statements; for each rotation
+    "rotated", "reused" or "invalid". When one token appears twice in the burst, the first
+    wins and the second is a reuse, exactly as if they had arrived one after the other."""
+    now = utcnow()
+    first: dict[str, Rotation] = {}
+    for rotation in rotations:
+        first.setdefault(rotation.claims.jti, rotation)
+    consumed = repo.consume_refresh_tokens(
+        tx, {jti: r.successor.jti for jti, r in first.items()}, now
+    )
+    winners = [first[jti] for jti in first if jti in consumed]
+    repo.insert_refresh_tokens(
+        tx,
+        [
+            (r.successor.jti, r.claims.user_id, r.successor.family, r.successor.issued_at,
+             r.successor.expires_at)
+            for r in winners
+        ],
+    )  # fmt: skip
+    won = {id(r) for r in winners}
+    return [
+        "rotated" if id(r) in won else _refused_refresh(tx, r.claims, r.directory, now)
+        for r in rotations
+    ]
+
+
 def _refused_refresh(tx: Tx, claims: RefreshClaims, directory: Directory, now: datetime) -> str:
     row = repo.get_refresh_token(tx, claims.jti)
+    if row is None and directory.family_is_live(claims.family):
+        # A validly signed, unexpired token whose row is gone was purged as revoked; its
+        # family is still live, so it was revoked by rotation: a replay, as below.
+        repo.revoke_family(tx, claims.family, now)
+        tx.on_commit(lambda: directory.families_ended([claims.family]))
+        return "reused"
     if row is None or row.user_id != claims.user_id:
         return "invalid"
     if row.revoked_at is not None and row.replaced_by is not None:

@@ -7,8 +7,10 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
@@ -33,7 +35,7 @@ def _finish(request: HttpRequest, response: HttpResponseBase, started: float) ->
         "request id=%s method=%s path=%s status=%s duration_ms=%.1f user=%s",
         request.request_id,  # type: ignore[attr-defined]
         request.method,
-        request.path,
+        quote(request.path, safe="/"),  # percent-encoded: a path cannot start a new line
         response.status_code,
         (time.perf_counter() - started) * 1000,
         user_id,
@@ -64,3 +66,81 @@ def request_log_middleware(get_response: Handler | AsyncHandler) -> Handler | As
         return response  # type: ignore[return-value]
 
     return sync_middleware
+
+
+API_PREFIX = "/api/"
+
+
+class InlineMiddleware:
+    """Django's security, session, CSRF, messages and clickjacking middleware, run inline.
+
+    Under ASGI their MiddlewareMixin base runs every hook through sync_to_async (a thread
+    hop each, ~100 µs here). Their hooks only do in-memory work in this project
+    (signed-cookie sessions, cookie messages), so they run directly on the event loop.
+    The JSON API authenticates with bearer tokens, never cookies, so /api/ gets only the
+    security headers; pages get the whole set, plus request.gateway_user.
+    """
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: AsyncHandler) -> None:
+        from django.contrib.messages.middleware import MessageMiddleware
+        from django.contrib.sessions.middleware import SessionMiddleware
+        from django.middleware.clickjacking import XFrameOptionsMiddleware
+        from django.middleware.csrf import CsrfViewMiddleware
+        from django.middleware.security import SecurityMiddleware
+
+        self.get_response = get_response
+        markcoroutinefunction(self)
+        unused = _never_called
+        self.security = SecurityMiddleware(unused)
+        self.session = SessionMiddleware(unused)
+        self.csrf = CsrfViewMiddleware(unused)
+        self.messages = MessageMiddleware(unused)
+        self.xframe = XFrameOptionsMiddleware(unused)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        # Django's stubs type these hooks for HttpResponse; they accept any response.
+        from accounts.web import attach_page_user
+
+        early = self.security.process_request(request)
+        if early is not None:
+            return self.security.process_response(request, early)
+        if request.path.startswith(API_PREFIX):
+            response: Any = await self.get_response(request)
+            return self.security.process_response(request, response)
+        self.session.process_request(request)
+        self.messages.process_request(request)
+        self.csrf.process_request(request)
+        attach_page_user(request)
+        response = await self.get_response(request)
+        response = self.xframe.process_response(request, response)
+        response = self.messages.process_response(request, response)
+        response = self.csrf.process_response(request, response)
+        response = self.session.process_response(request, response)
+        return self.security.process_response(request, response)
+
+    async def process_view(
+        self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
+    ) -> HttpResponseBase | None:
+        if request.path.startswith(API_PREFIX):
+            return None
+        return self.csrf.process_view(request, view, args, kwargs)
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseBase | None:
+        """A page whose service refused (not found, bad upstream…) shows it in the site's look."""
+        from django.shortcuts import render
+
+        from aigateway.errors import ApiError
+
+        if request.path.startswith(API_PREFIX) or not isinstance(exception, ApiError):
+            return None
+        template = "404.html" if exception.status == 404 else "error.html"
+        return render(request, template, {"error": exception}, status=exception.status)
+
+
+def _never_called(request: HttpRequest) -> HttpResponseBase:
+    raise AssertionError("wrapped middleware hooks are called directly")

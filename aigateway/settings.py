@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -80,6 +81,19 @@ def envsecret(name: str) -> str:
     return envstr(name)
 
 
+_RATE = re.compile(r"^(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def envrate(name: str, default: str) -> str | None:
+    """A rate limit such as "600/min" (per s, min, hour or day); "off" means no limit."""
+    raw = envstr(name, default).lower().replace(" ", "")
+    if raw in {"off", "none"}:
+        return None
+    if not _RATE.match(raw):
+        _fail(f"{name} must look like 600/min (per s, min, hour or day) or be off, not {raw!r}.")
+    return raw
+
+
 DEBUG = envbool("DEBUG", False)
 
 SECRET_KEY = envsecret("SECRET_KEY")
@@ -92,6 +106,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
+    "aigateway",
     # contrib.auth and contenttypes are here only because simplejwt imports their model
     # classes; no table of theirs exists and no Django ORM database is configured.
     "django.contrib.auth",
@@ -100,21 +115,21 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_htmx",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: no CDN
     "accounts",
     "generation",
     "adminops",
 ]
 
+# Kept small and fully async: InlineMiddleware runs Django's security, session, CSRF,
+# messages and clickjacking hooks without thread hops (see aigateway/middleware.py).
 MIDDLEWARE = [
     "aigateway.middleware.request_log_middleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "aigateway.middleware.InlineMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+CSRF_FAILURE_VIEW = "aigateway.pages.csrf_failure"
 
 ROOT_URLCONF = "aigateway.urls"
 ASGI_APPLICATION = "aigateway.asgi.application"
@@ -129,6 +144,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.web.navigation",
             ],
         },
     },
@@ -138,6 +154,8 @@ TEMPLATES = [
 DATABASES: dict[str, dict[str, str]] = {}
 DUCKDB_PATH = envstr("DUCKDB_PATH", str(BASE_DIR / "data" / "aigateway.duckdb"))
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Where POST /api/admin/backup writes snapshots of the running server's database.
+BACKUP_DIR = Path(envstr("BACKUP_DIR", str(BASE_DIR / "backups")))
 
 # Browser sessions live in a signed cookie: no session table.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
@@ -201,6 +219,61 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_TOKEN": None,
     "UNICODE_JSON": True,
     "COMPACT_JSON": True,
+    "DEFAULT_SCHEMA_CLASS": "aigateway.openapi.GatewaySchema",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "aigateway.throttling.UserRateThrottle",
+        "aigateway.throttling.AnonRateThrottle",
+        "aigateway.throttling.ScopedIpRateThrottle",
+    ],
+}
+
+# Sliding-window limits (aigateway/throttling.py): per user, per IP without credentials,
+# and per IP on register/login/refresh. Counters live in Django's cache: in-process by
+# default (exact for the one server process); REDIS_URL moves them to Redis.
+RATE_LIMITS = {
+    "user": envrate("RATE_LIMIT_USER", "600/min"),
+    "anon": envrate("RATE_LIMIT_ANON", "120/min"),
+    "auth": envrate("RATE_LIMIT_AUTH", "20/min"),
+}
+REDIS_URL = envstr("REDIS_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "aigateway",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    )
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "aigateway API",
+    "DESCRIPTION": (
+        "Self-hosted AI gateway in front of OpenRouter. Every error has the shape "
+        '`{"error": {"code", "message", "fields"}}`. Authenticate with '
+        "`Authorization: Bearer <access token or API key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "UserRoleEnum": ["user", "admin"],
+        "MessageRoleEnum": ["system", "user", "assistant"],
+        "AssistantRoleEnum": ["assistant"],
+        "ModelKindEnum": ["text", "image", "video"],
+        "GenerationKindEnum": ["text", "chat", "image", "video"],
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "aigateway.openapi.add_plain_views",
+    ],
 }
 
 # Bodies larger than this are refused with 413 before any parsing.
@@ -223,7 +296,6 @@ OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-WHITENOISE_USE_FINDERS = True  # serve straight from the source tree: no collectstatic step
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -240,5 +312,6 @@ LOGGING = {
         "stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # httpx logs every upstream request at INFO; our own request line says enough.
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
 }

@@ -1,15 +1,26 @@
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.urls import api_urlpatterns as accounts_api
+from accounts.urls import page_urlpatterns as accounts_pages
+from adminops.page_urls import page_urlpatterns as adminops_pages
+from adminops.urls import api_urlpatterns as adminops_api
 from aigateway import health
 from generation.urls import api_urlpatterns as generation_api
+from generation.urls import page_urlpatterns as generation_pages
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/", include(accounts_api)),
     path("api/", include(generation_api)),
+    path("api/admin/", include(adminops_api)),
     path("api/ping", health.ping, name="api-ping"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include(accounts_pages)),
+    path("", include(generation_pages)),
+    path("", include(adminops_pages)),
 ]
 
 handler400 = "aigateway.api.bad_request"

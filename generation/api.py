@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,7 +20,19 @@ from rest_framework.response import Response
 from accounts.authentication import request_user
 from aigateway.api import ApiView, page_params, paginated, validate
 from aigateway.errors import ApiError, ValidationFailed
+from aigateway.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
 from generation import services
+from generation.openapi import (
+    ChatAnswerSerializer,
+    GenerationPageSerializer,
+    GenerationSerializer,
+    ImageResultSerializer,
+    ModelListSerializer,
+    TextAnswerSerializer,
+    VideoFromImageUploadSerializer,
+    VideoFromImageUrlSerializer,
+    VideoJobSerializer,
+)
 from generation.serializers import (
     ChatSerializer,
     ImageSerializer,
@@ -39,6 +53,12 @@ def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 class ModelListView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="OpenRouter's models (cached), optionally of one kind",
+        parameters=[optional_choice("kind", KINDS)],
+        responses={200: ModelListSerializer, **errors(*UPSTREAM_ERRORS)},
+    )
     async def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind") or None
         if kind not in (None, *KINDS):
@@ -48,6 +68,12 @@ class ModelListView(ApiView):
 
 
 class TextView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="Generate text from a prompt",
+        request=TextSerializer,
+        responses={200: TextAnswerSerializer, **errors(*UPSTREAM_ERRORS)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(TextSerializer, request.data)
         answer = await services.generate_text(
@@ -61,6 +87,20 @@ class TextView(ApiView):
 
 
 class ChatView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="Multi-turn chat; with stream: true, Server-Sent Events",
+        description=(
+            "With `stream: true` the answer is `text/event-stream`: `delta` events "
+            "`{content}`, then `done` `{id, model, usage}`, or `error` with the error shape."
+        ),
+        request=ChatSerializer,
+        responses={
+            (200, "application/json"): ChatAnswerSerializer,
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            **errors(*UPSTREAM_ERRORS),
+        },
+    )
     async def post(self, request: Request) -> Response | StreamingHttpResponse:
         data = validate(ChatSerializer, request.data)
         user = request_user(request)
@@ -114,6 +154,12 @@ async def sse_response(events: AsyncIterator[Any]) -> StreamingHttpResponse:
 
 
 class ImageView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="Generate images (stored by the server)",
+        request=ImageSerializer,
+        responses={201: ImageResultSerializer, **errors(*UPSTREAM_ERRORS)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(ImageSerializer, request.data)
         generation = await services.generate_image(
@@ -128,6 +174,12 @@ VIDEO_OPTIONS = ("duration", "resolution", "aspect_ratio", "generate_audio", "se
 
 
 class VideoView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="Start a video job",
+        request=VideoSerializer,
+        responses={202: VideoJobSerializer, **errors(*UPSTREAM_ERRORS)},
+    )
     async def post(self, request: Request) -> Response:
         data = validate(VideoSerializer, request.data)
         job = await services.submit_video(
@@ -140,9 +192,20 @@ class VideoView(ApiView):
 class VideoFromImageView(ApiView):
     parser_classes = [JSONParser, MultiPartParser]
 
+    @extend_schema(
+        tags=["ai"],
+        summary="Start a video job from a first-frame image (URL or upload)",
+        request={
+            "application/json": VideoFromImageUrlSerializer,
+            "multipart/form-data": VideoFromImageUploadSerializer,
+        },
+        responses={202: VideoJobSerializer, **errors(*UPSTREAM_ERRORS)},
+    )
     async def post(self, request: Request) -> Response:
         upload = request.FILES.get("image") if hasattr(request, "FILES") else None
-        fields = {k: v for k, v in request.data.items() if k != "image"}
+        fields = request.data
+        if isinstance(fields, Mapping):  # anything else is refused by validate() below
+            fields = {k: v for k, v in fields.items() if k != "image"}
         if upload is not None:
             fields = _coerce_form(fields)
         data = validate(VideoFromImageSerializer, fields)
@@ -184,6 +247,11 @@ async def _first_frame(upload: Any, image_url: str | None) -> str:
 
 
 class VideoJobView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="A video job's status (polls OpenRouter at most every 5 s)",
+        responses={200: VideoJobSerializer},
+    )
     async def get(self, request: Request, job_id: UUID) -> Response:
         job = await services.video_job(request_user(request), job_id)
         return Response(video_job_json(job))
@@ -192,6 +260,12 @@ class VideoJobView(ApiView):
 class VideoStatusView(ApiView):
     """Compatibility with the original API: answers only for the caller's own jobs."""
 
+    @extend_schema(
+        tags=["ai"],
+        summary="A job's status by its polling URL (own jobs only; kept for compatibility)",
+        parameters=[OpenApiParameter("polling_url", str, required=True)],
+        responses={200: VideoJobSerializer, **errors(404)},
+    )
     async def get(self, request: Request) -> Response:
         polling_url = request.query_params.get("polling_url", "")
         if not polling_url or len(polling_url) > 2000:
@@ -203,12 +277,26 @@ class VideoStatusView(ApiView):
 
 
 class VideoContentView(ApiView):
+    @extend_schema(
+        tags=["ai"],
+        summary="The finished video, stored by the server",
+        responses={(200, "video/*"): OpenApiTypes.BINARY},
+    )
     async def get(self, request: Request, job_id: UUID) -> StreamingHttpResponse:
         path, media_type = await services.video_file(request_user(request), job_id)
         return file_response(path, media_type)
 
 
 class GenerationListView(ApiView):
+    @extend_schema(
+        tags=["history"],
+        summary="Own generation history, newest first",
+        parameters=[
+            optional_choice("kind", ("text", "chat", "image", "video")),
+            *PAGE_PARAMETERS,
+        ],
+        responses={200: GenerationPageSerializer},
+    )
     async def get(self, request: Request) -> Response:
         page, page_size = page_params(request)
         kind = request.query_params.get("kind") or None
@@ -225,12 +313,23 @@ class GenerationListView(ApiView):
 
 
 class GenerationDetailView(ApiView):
+    @extend_schema(
+        tags=["history"],
+        summary="One own generation",
+        operation_id="generation_retrieve",
+        responses={200: GenerationSerializer},
+    )
     async def get(self, request: Request, generation_id: UUID) -> Response:
         generation = await services.get_history_item(request_user(request), generation_id)
         return Response(generation_json(generation))
 
 
 class MediaView(ApiView):
+    @extend_schema(
+        tags=["history"],
+        summary="A stored image or video of an own generation",
+        responses={(200, "image/*"): OpenApiTypes.BINARY, (200, "video/*"): OpenApiTypes.BINARY},
+    )
     async def get(self, request: Request, generation_id: UUID, index: int) -> StreamingHttpResponse:
         path, media_type = await services.media_file(request_user(request), generation_id, index)
         return file_response(path, media_type)

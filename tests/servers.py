@@ -86,6 +86,11 @@ def gateway_env(data_dir: Path, overrides: Mapping[str, str] | None = None) -> d
         PYTHONUNBUFFERED="1",
         OPENROUTER_API_KEY=api_key,
         OPENROUTER_BASE_URL=os.environ.get("OPENROUTER_BASE_URL", default_base),
+        # Tests and benchmarks drive one loopback address far past production limits; a
+        # test of the limits passes its own RATE_LIMIT_* in overrides.
+        RATE_LIMIT_USER="off",
+        RATE_LIMIT_ANON="off",
+        RATE_LIMIT_AUTH="off",
     )
     env.update(overrides or {})
     return env
@@ -147,13 +152,16 @@ class GatewayServer:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        uvicorn_args: Iterable[str] = (),
     ) -> None:
+        """`uvicorn_args` are appended to the uvicorn command line (e.g. `--backlog 4096`)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.env = gateway_env(self.data_dir, env)
         self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
         self.startup_timeout = startup_timeout
+        self.uvicorn_args = list(uvicorn_args)
         self.log_path = self.data_dir / "server.log"
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -193,6 +201,7 @@ class GatewayServer:
             "--port",
             str(self.port),
             "--no-access-log",
+            *self.uvicorn_args,
         ]
         with self.log_path.open("ab") as log:
             log.write(f"=== gateway start #{self.starts} on port {self.port} ===\n".encode())

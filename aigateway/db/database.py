@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from queue import Empty, SimpleQueue
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an item of a batched write
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MAX_GROUP_COMMIT = 64
@@ -113,7 +114,13 @@ class Database:
             if self._con is not None:
                 return self
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"The folder for the database {self.path} cannot be created "
+                        f"({exc.strerror})."
+                    ) from None
             try:
                 con = duckdb.connect(self.path)
             except duckdb.Error as exc:
@@ -221,7 +228,10 @@ class Database:
         tx = Tx(con)
         try:
             con.execute("BEGIN TRANSACTION")
-            result = job.fn(tx, *job.args, **job.kwargs)
+            if job.batched:
+                (result,) = job.fn(tx, [job.args[0]])
+            else:
+                result = job.fn(tx, *job.args, **job.kwargs)
             con.execute("COMMIT")
         except BaseException as exc:
             _rollback(con)
@@ -233,32 +243,46 @@ class Database:
     def _run_group(self, con: Connection, batch: list[_WriteJob]) -> bool:
         """Group commit: one transaction for the batch. False (rolled back) if any job failed,
         and the caller then runs each job alone, so one bad write never sinks the others."""
-        txs = []
-        results = []
+        done: list[tuple[list[_WriteJob], Tx, list[Any]]] = []
         try:
             con.execute("BEGIN TRANSACTION")
-            for job in batch:
+            for run in _runs(batch):
                 tx = Tx(con)
-                results.append(job.fn(tx, *job.args, **job.kwargs))
-                txs.append(tx)
+                if run[0].batched:
+                    results = list(run[0].fn(tx, [job.args[0] for job in run]))
+                else:
+                    results = [run[0].fn(tx, *run[0].args, **run[0].kwargs)]
+                done.append((run, tx, results))
             con.execute("COMMIT")
         except BaseException:
             _rollback(con)
             return False
-        for job, tx, result in zip(batch, txs, results, strict=True):
-            if job.future.set_running_or_notify_cancel():
-                tx.run_after_commit()
-                job.future.set_result(result)
+        for run, tx, results in done:
+            tx.run_after_commit()
+            for job, result in zip(run, results, strict=True):
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_result(result)
         return True
 
     def _submit(
-        self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[T]:
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        batched: bool = False,
+    ) -> Future[Any]:
         if self._con is None:
             raise DatabaseError("The database is not open.")
-        future: Future[T] = Future()
-        self._queue.put(_WriteJob(fn, args, kwargs, future))
+        future: Future[Any] = Future()
+        self._queue.put(_WriteJob(fn, args, kwargs, future, batched))
         return future
+
+    async def awrite_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> T:
+        """Queue one item for fn(tx, items) -> one result per item. Items queued back to
+        back with the same fn are handed to a single call, so a burst of identical writes
+        costs a few set-based statements instead of a few per item."""
+        return await asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
 
     def write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run fn(tx, ...) in a transaction on the writer thread and wait for it.
@@ -289,6 +313,19 @@ class _WriteJob(NamedTuple):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     future: Future[Any]
+    batched: bool = False
+
+
+def _runs(batch: list[_WriteJob]) -> list[list[_WriteJob]]:
+    """Split a group into runs, in order: neighbouring batched jobs of one fn share a run."""
+    runs: list[list[_WriteJob]] = []
+    for job in batch:
+        last = runs[-1] if runs else None
+        if last and job.batched and last[0].batched and last[0].fn is job.fn:
+            last.append(job)
+        else:
+            runs.append([job])
+    return runs
 
 
 def _rollback(con: Connection) -> None:

@@ -1,0 +1,162 @@
+"""Consistent copies of the database, and putting one back.
+
+A backup is a complete DuckDB file made by `COPY FROM DATABASE` inside one write
+function, so it runs on the writer thread: no write interleaves and the copy is one
+committed snapshot (tables, sequences at their current values, indexes, migrations).
+It is written beside its final name and renamed into place only when complete. The same
+function serves `manage.py backup` (server stopped) and POST /api/admin/backup (running).
+
+A restore copies a backup over DUCKDB_PATH while no process holds it, keeping the file it
+replaces (and that file's WAL, which must never be replayed onto another file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from aigateway.db.database import Database, Tx, schema_version, translate_error
+from aigateway.db.errors import DatabaseError, DatabaseLocked
+
+
+class BackupError(DatabaseError):
+    """The backup or restore could not be made; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFile:
+    path: Path
+    size_bytes: int
+    schema_version: int
+    created_at: datetime
+    duration_ms: float
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def copy_into(tx: Tx, partial: Path) -> int:
+    """Write function: copy the whole database into a new file at `partial`.
+
+    COPY FROM DATABASE writes only to the attached file, and a DuckDB transaction may
+    write to one database only, so if the writer groups this with another write the group
+    fails and each job re-runs alone (see Database._run_group); hence the clean start.
+    """
+    for leftover in (partial, _wal(partial)):
+        leftover.unlink(missing_ok=True)
+    alias = "backup_" + secrets.token_hex(6)  # generated, never user input
+    source = tx.execute("SELECT current_database()").fetchone()
+    assert source is not None
+    tx.execute(f"ATTACH ? AS {alias}", [str(partial)])
+    tx.execute(f"COPY FROM DATABASE {_identifier(source[0])} TO {alias}")  # identifiers only
+    version = schema_version(tx.con)
+
+    def detach() -> None:
+        # An attached database with uncommitted work cannot be detached: after COMMIT, then.
+        tx.con.execute(f"DETACH {alias}")
+
+    tx.on_commit(detach)
+    return version
+
+
+def backup_database(db: Database, destination: Path) -> BackupFile:
+    """Write a consistent copy of db to destination, a new file (its folder is created)."""
+    destination = Path(destination)
+    if destination.exists():
+        raise BackupError(f"{destination} already exists; choose a new file name.")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.partial-{secrets.token_hex(4)}")
+    started = time.perf_counter()
+    try:
+        version = db.write(copy_into, partial)
+        os.replace(partial, destination)
+    finally:
+        for leftover in (partial, _wal(partial)):
+            leftover.unlink(missing_ok=True)
+    return BackupFile(
+        path=destination.resolve(),
+        size_bytes=destination.stat().st_size,
+        schema_version=version,
+        created_at=datetime.now(UTC),
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def read_backup_version(path: Path) -> int:
+    """The schema version of a backup file; BackupError if it is not an aigateway database."""
+    if not Path(path).is_file():
+        raise BackupError(f"{path} is not a file.")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise BackupError(f"{path} is not a DuckDB database ({translate_error(exc)}).") from None
+    try:
+        return schema_version(con)
+    except duckdb.Error:
+        raise BackupError(f"{path} is not an aigateway database (no schema_migrations).") from None
+    finally:
+        con.close()
+
+
+def _ensure_unused(target: Path) -> None:
+    """Refuse while another process (normally the server) has the target open."""
+    if not target.exists():
+        return
+    try:
+        duckdb.connect(str(target)).close()
+    except duckdb.Error as exc:
+        error = translate_error(exc)
+        if isinstance(error, DatabaseLocked):
+            raise DatabaseLocked(
+                f"The database {target} is in use by another process (normally the running "
+                "aigateway server). Stop the server, then restore."
+            ) from None
+        # A damaged file is exactly what a restore replaces.
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    path: Path
+    schema_version: int
+    replaced: Path | None  # where the previous file was moved, if there was one
+
+
+def restore_database(backup: Path, target: Path) -> Restored:
+    """Put a backup in place of target (server stopped); the old file is kept beside it."""
+    backup, target = Path(backup).resolve(), Path(target).resolve()
+    if backup == target:
+        raise BackupError("The backup and the database are the same file.")
+    version = read_backup_version(backup)
+    _ensure_unused(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.restoring-{secrets.token_hex(4)}")
+    try:
+        shutil.copyfile(backup, partial)
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        replaced = None
+        if target.exists() or _wal(target).exists():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            replaced = target.with_name(f"{target.name}.replaced-{stamp}")
+            if target.exists():
+                os.replace(target, replaced)
+            if _wal(target).exists():
+                os.replace(_wal(target), _wal(replaced))
+        os.replace(partial, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return Restored(path=target, schema_version=version, replaced=replaced)

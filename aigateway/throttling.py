@@ -1,0 +1,124 @@
+"""Rate limits: DRF throttles on Django's cache, with rates read from settings per request.
+
+Three scopes, each a sliding window of `RATE_LIMITS[scope]` ("N/s|min|hour|day", or None
+for no limit):
+
+- `user`: every API request of a signed-in user, keyed by user id (tokens and API keys alike);
+- `anon`: every API request without credentials, keyed by client IP;
+- `auth`: views marked `@rate_limit_scope("auth")` (register, login, refresh), keyed by
+  client IP, on top of `anon`; they ignore credentials, so the IP is all there is to go by.
+
+DRF binds THROTTLE_RATES at import time; reading settings.RATE_LIMITS on every request
+instead lets tests (and a settings override) change the limits. Pages, which are not DRF
+views, share the `auth` counters through page_retry_after().
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.http import HttpRequest
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+V = TypeVar("V", bound=type)
+
+
+def rate_limit_scope(scope: str) -> Callable[[V], V]:
+    """Class decorator: the view's requests also count against RATE_LIMITS[scope], per IP."""
+
+    def mark(view: V) -> V:
+        view.throttle_scope = scope  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+@functools.cache
+def _parsed(rate: str) -> tuple[int, int]:
+    count, _, period = rate.partition("/")
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
+    return int(count), seconds
+
+
+class _SettingsRateThrottle(SimpleRateThrottle):
+    """A SimpleRateThrottle whose rate is looked up when the request arrives."""
+
+    def __init__(self) -> None:
+        self.rate: str | None = None
+        self.num_requests: int | None = None
+        self.duration: int | None = None
+
+    def scope_of(self, view: Any) -> str | None:
+        return self.scope
+
+    def get_rate(self) -> str | None:
+        rates: dict[str, str | None] = getattr(settings, "RATE_LIMITS", {}) or {}
+        return rates.get(self.scope or "")
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        scope = self.scope_of(view)
+        if scope is None:
+            return True
+        self.scope = scope
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = _parsed(self.rate)
+        return bool(super().allow_request(request, view))
+
+    def key_for(self, ident: str) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def client_ip(request: Request) -> str:
+    # Imported late: DRF imports this module while rest_framework.views is half-loaded.
+    from aigateway.api import client_ip as ip_of
+
+    return ip_of(request)
+
+
+class UserRateThrottle(_SettingsRateThrottle):
+    scope = "user"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user = request.user
+        if not getattr(user, "is_authenticated", False):
+            return None
+        return self.key_for(str(user.id))
+
+
+class AnonRateThrottle(_SettingsRateThrottle):
+    scope = "anon"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if getattr(request.user, "is_authenticated", False):
+            return None
+        return self.key_for(client_ip(request))
+
+
+class ScopedIpRateThrottle(_SettingsRateThrottle):
+    """Per-IP limit for views that name a scope (see rate_limit_scope)."""
+
+    scope = ""
+
+    def scope_of(self, view: Any) -> str | None:
+        return getattr(view, "throttle_scope", None) or None
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        return self.key_for(client_ip(request))
+
+
+def page_retry_after(request: HttpRequest, scope: str = "auth") -> int | None:
+    """For pages (plain Django views, e.g. the login form): count this request against
+    RATE_LIMITS[scope] for its IP, sharing the API's counters. None while under the limit,
+    else the seconds to wait (for a 429 with Retry-After)."""
+    throttle = ScopedIpRateThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope)):  # type: ignore[arg-type]
+        return None
+    return max(1, math.ceil(throttle.wait() or 1))
