@@ -51,8 +51,9 @@ async def recorded_call(
         if exc.latency_ms is not None:
             outcome.latency_ms = exc.latency_ms
         raise
-    except asyncio.CancelledError:
-        # The client went away mid-call: the call still happened and may cost.
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away mid-call (or stopped reading a stream): the call still
+        # happened and may cost.
         status, error_code = "error", "cancelled"
         raise
     except Exception:

@@ -12,6 +12,11 @@ import pytest
 from django.test import Client
 
 from aigateway.db import Database, use_database
+from generation.catalog import clear_cache
+from generation.openrouter import reset_openrouter_client
+from tests.openrouter_stub import StubServer
+
+STUB_KEY = "sk-or-v1-stub-secret-key-never-to-be-shown-0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -139,3 +144,23 @@ def mallory() -> Persona:
 @pytest.fixture
 def admin() -> Persona:
     return make_persona("admin@example.com", admin=True)
+
+
+@pytest.fixture(scope="session")
+def _stub_server() -> Iterator[StubServer]:
+    with StubServer(api_key=STUB_KEY, video_seconds=0.3) as server:
+        yield server
+
+
+@pytest.fixture
+def stub(_stub_server: StubServer, settings: Any) -> Iterator[StubServer]:
+    """The project's OpenRouter stand-in, reset, with the gateway pointed at it."""
+    _stub_server.reset()
+    settings.OPENROUTER_BASE_URL = _stub_server.base_url
+    settings.OPENROUTER_API_KEY = STUB_KEY
+    settings.OPENROUTER_MAX_RETRIES = 1
+    clear_cache()
+    reset_openrouter_client()
+    yield _stub_server
+    clear_cache()
+    reset_openrouter_client()

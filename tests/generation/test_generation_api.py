@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.accounts.test_auth_api import error_code
-from tests.generation.conftest import STUB_KEY
+from tests.conftest import STUB_KEY
 
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
