@@ -35,6 +35,7 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy .
 
 pytest: $(VENV)/.dev
+	bash scripts/install-chromium.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

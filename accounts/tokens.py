@@ -32,6 +32,7 @@ class TokenPair:
     access_token: str
     refresh_token: str
     expires_in: int
+    family: str  # the login this pair belongs to (browser sessions keep only this)
 
     def as_response(self) -> dict[str, object]:
         return {
@@ -83,6 +84,7 @@ def pair(user: User, refresh: IssuedRefresh) -> TokenPair:
         access_token=issue_access(user, refresh.family),
         refresh_token=refresh.token,
         expires_in=int(settings.ACCESS_TOKEN_LIFETIME.total_seconds()),
+        family=refresh.family,
     )
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from accounts import api
+from accounts import api, views
 
 api_urlpatterns = [
     path("auth/register", api.RegisterView.as_view(), name="api-register"),
@@ -14,4 +14,12 @@ api_urlpatterns = [
     path("users/<uuid:user_id>", api.UserDetailView.as_view(), name="api-user-detail"),
     path("users/<uuid:user_id>/role", api.UserRoleView.as_view(), name="api-user-role"),
     path("users/<uuid:user_id>/active", api.UserActiveView.as_view(), name="api-user-active"),
+]
+
+page_urlpatterns = [
+    path("register", views.register, name="register"),
+    path("login", views.login_page, name="login"),
+    path("logout", views.logout_page, name="logout"),
+    path("profile", views.profile, name="profile"),
+    path("profile/keys/<uuid:key_id>/revoke", views.revoke_key, name="revoke-key"),
 ]

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -48,7 +48,7 @@ class ApiView(APIView):
     rather than on a thread; handlers await the database and upstream calls.
     """
 
-    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
         self.args = args
         self.kwargs = kwargs
         drf_request = self.initialize_request(request, *args, **kwargs)
@@ -66,7 +66,22 @@ class ApiView(APIView):
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(drf_request, response, *args, **kwargs)
-        return self.response
+        return rendered(self.response)
+
+
+def rendered(response: HttpResponseBase) -> HttpResponseBase:
+    """A DRF Response rendered now, as a plain HttpResponse.
+
+    Django renders template-style responses (DRF's included) through sync_to_async, a
+    thread hop per request under ASGI; JSON rendering is quick, so do it on the loop.
+    """
+    if not isinstance(response, Response):
+        return response
+    response.render()
+    plain = HttpResponse(response.content, status=response.status_code)
+    for name, value in response.items():
+        plain[name] = value
+    return plain
 
 
 def error_response(error: ApiError) -> Response:

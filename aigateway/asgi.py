@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import mimetypes
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aigateway.settings")
 
+import django
 from django.conf import settings
-from django.core.asgi import get_asgi_application
+from django.core.handlers.asgi import ASGIHandler
 
 from aigateway.db import DatabaseError, close_database, get_database
 
@@ -107,6 +110,54 @@ def limit_body_size(app: ASGIApp) -> ASGIApp:
     return guarded
 
 
+@functools.lru_cache(maxsize=1024)
+def _static_file(relative: str) -> tuple[bytes, str] | None:
+    """(content, MIME type) of a static file found by Django's finders, read once."""
+    from django.contrib.staticfiles import finders
+    from django.core.exceptions import SuspiciousFileOperation
+
+    try:
+        found = finders.find(relative)
+    except SuspiciousFileOperation:
+        return None
+    if not isinstance(found, str) or not os.path.isfile(found):
+        return None
+    media_type = mimetypes.guess_type(found)[0] or "application/octet-stream"
+    if media_type.startswith("text/") or media_type.endswith(("javascript", "json")):
+        media_type += "; charset=utf-8"
+    with open(found, "rb") as handle:
+        return handle.read(), media_type
+
+
+def serve_static(app: ASGIApp) -> ASGIApp:
+    """Serve STATIC_URL from the source tree on the event loop: no collectstatic step and
+    no sync middleware in front of Django (WhiteNoise's middleware is sync-only)."""
+    prefix = settings.STATIC_URL
+
+    async def static(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(prefix) or scope["method"] not in ("GET", "HEAD"):
+            await app(scope, receive, send)
+            return
+        found = await asyncio.to_thread(_static_file, path[len(prefix) :])
+        if found is None:
+            await app(scope, receive, send)
+            return
+        body, media_type = found
+        headers = [
+            (b"content-type", media_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"public, max-age=3600"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    return static
+
+
 def with_lifespan(app: ASGIApp) -> ASGIApp:
     """Open the database at start-up (failing with one sentence) and close it at shutdown."""
 
@@ -151,5 +202,25 @@ def warm_up() -> None:
     log.info("database ready at %s", settings.DUCKDB_PATH)
 
 
-django_application = get_asgi_application()
-application = with_lifespan(limit_body_size(django_application))  # type: ignore[arg-type]
+class GatewayASGIHandler(ASGIHandler):
+    """Django's ASGI handler without a ThreadSensitiveContext per request.
+
+    That context gives each request its own executor, so the few sync hooks Django still
+    runs per request (closing the response) start a fresh thread every time. Without it
+    they share Django's one sync thread. Every view here is async; no view depends on a
+    thread of its own.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+
+def make_django_application() -> GatewayASGIHandler:
+    django.setup(set_prefix=False)
+    return GatewayASGIHandler()
+
+
+django_application = make_django_application()
+application = with_lifespan(serve_static(limit_body_size(django_application)))

@@ -301,3 +301,86 @@ def delete_user_content(tx: Tx, user_id: UUID) -> None:
     tx.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM video_jobs WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM generations WHERE user_id = ?", [user_id])
+
+
+# -- conversations ------------------------------------------------------------------------
+
+CONVERSATION_COLUMNS = "id, user_id, title, model, created_at, updated_at"
+
+
+def _conversation(row: Sequence[Any], messages: tuple[tuple[str, str], ...] = ()) -> Conversation:
+    id_, user_id, title, model, created_at, updated_at = row
+    return Conversation(id_, user_id, title, model, aware(created_at), aware(updated_at), messages)  # type: ignore[arg-type]
+
+
+def insert_conversation(tx: Tx, *, conversation_id: UUID, user_id: UUID, title: str, model: str,
+                        now: datetime) -> None:  # fmt: skip
+    tx.execute(
+        f"INSERT INTO conversations ({CONVERSATION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+        [conversation_id, user_id, title, model, now, now],
+    )
+
+
+def add_message(tx: Tx, conversation_id: UUID, role: str, content: str, now: datetime) -> None:
+    tx.execute(
+        "INSERT INTO conversation_messages (conversation_id, role, content, created_at)"
+        " VALUES (?, ?, ?, ?)",
+        [conversation_id, role, content, now],
+    )
+    tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, conversation_id])
+
+
+def get_conversation(
+    con: Connection | Tx, conversation_id: UUID, user_id: UUID
+) -> Conversation | None:
+    row = con.execute(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ? AND user_id = ?",  # noqa: S608
+        [conversation_id, user_id],
+    ).fetchone()
+    if row is None:
+        return None
+    messages = con.execute(
+        "SELECT role, content FROM conversation_messages WHERE conversation_id = ? ORDER BY id",
+        [conversation_id],
+    ).fetchall()
+    return _conversation(row, tuple((role, content) for role, content in messages))
+
+
+def list_conversations(con: Connection, user_id: UUID, limit: int = 50) -> list[Conversation]:
+    rows = con.execute(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE user_id = ?"  # noqa: S608
+        " ORDER BY updated_at DESC LIMIT ?",
+        [user_id, limit],
+    ).fetchall()
+    return [_conversation(row) for row in rows]
+
+
+def delete_conversation(tx: Tx, conversation_id: UUID, user_id: UUID) -> bool:
+    deleted = tx.execute(
+        "DELETE FROM conversations WHERE id = ? AND user_id = ? RETURNING id",
+        [conversation_id, user_id],
+    ).fetchone()
+    if deleted:
+        tx.execute("DELETE FROM conversation_messages WHERE conversation_id = ?", [conversation_id])
+    return deleted is not None
+
+
+# -- dashboard ----------------------------------------------------------------------------
+
+
+def usage_since(con: Connection, user_id: UUID, since: datetime) -> dict[str, Any]:
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(tokens_in), 0), coalesce(sum(tokens_out), 0),"
+        " coalesce(sum(cost), 0) FROM usage_records WHERE user_id = ? AND occurred_at >= ?",
+        [user_id, since],
+    ).fetchone()
+    by_kind = con.execute(
+        "SELECT kind, count(*) FROM generations WHERE user_id = ? AND created_at >= ?"
+        " GROUP BY kind",
+        [user_id, since],
+    ).fetchall()
+    calls, tokens_in, tokens_out, cost = row if row else (0, 0, 0, 0)
+    return {
+        "calls": calls, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost,
+        "generations": dict(by_kind),
+    }  # fmt: skip

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from generation import api
+from generation import api, views
 
 api_urlpatterns = [
     path("ai/models", api.ModelListView.as_view(), name="api-models"),
@@ -31,4 +31,24 @@ api_urlpatterns = [
         api.MediaView.as_view(),
         name="api-media",
     ),
+]
+
+page_urlpatterns = [
+    path("", views.home, name="home"),
+    path("generate", views.generate_index, name="generate"),
+    path("generate/text", views.generate_text, name="generate-text"),
+    path("generate/image", views.generate_image, name="generate-image"),
+    path("generate/video", views.generate_video, name="generate-video"),
+    path("generate/video/<uuid:job_id>", views.video_job_page, name="video-job"),
+    path("generate/video/<uuid:job_id>/status", views.video_job_status, name="video-job-status"),
+    path("generate/video/<uuid:job_id>/file", views.video_file_page, name="video-file"),
+    path("media/<uuid:generation_id>/<int:index>", views.media, name="media"),
+    path("history", views.history, name="history"),
+    path("chat", views.chat_page, name="chat"),
+    path("chat/stream", views.chat_stream, name="chat-stream-new"),
+    path("chat/send", views.chat_send, name="chat-send-new"),
+    path("chat/<uuid:conversation_id>", views.chat_page, name="chat-conversation"),
+    path("chat/<uuid:conversation_id>/stream", views.chat_stream, name="chat-stream"),
+    path("chat/<uuid:conversation_id>/send", views.chat_send, name="chat-send"),
+    path("chat/<uuid:conversation_id>/delete", views.chat_delete, name="chat-delete"),
 ]

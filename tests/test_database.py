@@ -166,3 +166,42 @@ def test_write_inside_a_write_is_refused(database):
 
 def test_locked_error_type_is_exported():
     assert issubclass(DatabaseLocked, DatabaseError)
+
+
+def test_batched_writes_share_one_call_and_keep_their_own_results(database):
+    import asyncio
+
+    database.write(lambda tx: tx.execute("CREATE TABLE b (x INTEGER PRIMARY KEY)"))
+    calls: list[int] = []
+
+    def insert_all(tx, items):
+        calls.append(len(items))
+        tx.execute("INSERT INTO b SELECT unnest(?::INTEGER[])", [items])
+        return [item * 10 for item in items]
+
+    async def burst():
+        return await asyncio.gather(*(database.awrite_batched(insert_all, i) for i in range(30)))
+
+    assert asyncio.run(burst()) == [i * 10 for i in range(30)]
+    assert sum(calls) == 30 and len(calls) < 30  # coalesced
+    assert database.read(lambda con: con.execute("SELECT count(*) FROM b").fetchone()[0]) == 30
+
+
+def test_a_failing_batch_falls_back_to_one_item_at_a_time(database):
+    import asyncio
+
+    database.write(lambda tx: tx.execute("CREATE TABLE c (x INTEGER PRIMARY KEY)"))
+    database.write(lambda tx: tx.execute("INSERT INTO c VALUES (3)"))
+
+    def insert_all(tx, items):
+        tx.execute("INSERT INTO c SELECT unnest(?::INTEGER[])", [items])
+        return items
+
+    async def burst():
+        return await asyncio.gather(
+            *(database.awrite_batched(insert_all, i) for i in range(6)), return_exceptions=True
+        )
+
+    results = asyncio.run(burst())
+    assert isinstance(results[3], IntegrityViolation)
+    assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5]

@@ -1,0 +1,139 @@
+"""Pages: register, log in, log out, profile with API keys (SPEC §3)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import services
+from accounts.forms import (
+    ApiKeyForm,
+    CredentialsForm,
+    EmailChangeForm,
+    PasswordChangeForm,
+    RegisterForm,
+)
+from accounts.web import current_user, login_required, safe_next, session_family, sign_in, sign_out
+from aigateway.api import client_ip
+from aigateway.errors import ApiError
+from aigateway.forms import apply_api_error
+
+
+@require_http_methods(["GET", "POST"])
+async def register(request: HttpRequest) -> HttpResponse:
+    if request.gateway_user:  # type: ignore[attr-defined]
+        return HttpResponseRedirect("/")
+    form = RegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = await services.register_user(
+                form.cleaned_data["email"], form.cleaned_data["password"]
+            )
+            user, tokens = await services.start_session(user)
+        except ApiError as exc:
+            apply_api_error(form, exc)
+        else:
+            sign_in(request, user, tokens.family)
+            messages.success(request, "Welcome! Your account is ready.")
+            return HttpResponseRedirect("/")
+    return render(request, "accounts/register.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+async def login_page(request: HttpRequest) -> HttpResponse:
+    if request.gateway_user:  # type: ignore[attr-defined]
+        return HttpResponseRedirect(safe_next(request))
+    form = CredentialsForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user, tokens = await services.login(
+                form.cleaned_data["email"], form.cleaned_data["password"]
+            )
+        except ApiError as exc:
+            form.add_error(None, exc.message)
+        else:
+            sign_in(request, user, tokens.family)
+            return HttpResponseRedirect(safe_next(request))
+    return render(request, "accounts/login.html", {"form": form, "next": safe_next(request, "")})
+
+
+@require_POST
+async def logout_page(request: HttpRequest) -> HttpResponse:
+    family = session_family(request)
+    if family:
+        await services.end_session(family)
+    sign_out(request)
+    messages.info(request, "You are logged out.")
+    return HttpResponseRedirect("/")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def profile(request: HttpRequest) -> HttpResponse:
+    user = current_user(request)
+    email_form = EmailChangeForm(request.POST if request.POST.get("action") == "email" else None)
+    password_form = PasswordChangeForm(
+        request.POST if request.POST.get("action") == "password" else None
+    )
+    key_form = ApiKeyForm(request.POST if request.POST.get("action") == "key" else None)
+    context: dict[str, object] = {}
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "email" and email_form.is_valid():
+            try:
+                await services.update_profile(
+                    user, email=email_form.cleaned_data["email"],
+                    current_password=email_form.cleaned_data["current_password"],
+                )  # fmt: skip
+            except ApiError as exc:
+                apply_api_error(email_form, exc)
+            else:
+                messages.success(request, "Your email was changed.")
+                return HttpResponseRedirect("/profile")
+        elif action == "password" and password_form.is_valid():
+            try:
+                updated = await services.update_profile(
+                    user, password=password_form.cleaned_data["password"],
+                    current_password=password_form.cleaned_data["current_password"],
+                )  # fmt: skip
+            except ApiError as exc:
+                apply_api_error(password_form, exc)
+            else:
+                # Every session was signed out; this browser continues on a fresh one.
+                updated, tokens = await services.start_session(updated)
+                sign_in(request, updated, tokens.family)
+                messages.success(
+                    request, "Your password was changed and your other sessions were signed out."
+                )
+                return HttpResponseRedirect("/profile")
+        elif action == "key" and key_form.is_valid():
+            try:
+                row, key = await services.create_api_key(
+                    user, key_form.cleaned_data["name"], ip=client_ip(request)
+                )
+            except ApiError as exc:
+                apply_api_error(key_form, exc)
+            else:
+                context["new_key"], context["new_key_row"] = key, row
+                key_form = ApiKeyForm()
+    keys = await services.list_api_keys(user)
+    return render(
+        request, "accounts/profile.html",
+        {"email_form": email_form, "password_form": password_form, "key_form": key_form, "keys": keys, **context},
+    )  # fmt: skip
+
+
+@login_required
+@require_POST
+async def revoke_key(request: HttpRequest, key_id: UUID) -> HttpResponse:
+    try:
+        await services.revoke_api_key(current_user(request), key_id, ip=client_ip(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The API key was revoked.")
+    return HttpResponseRedirect("/profile")

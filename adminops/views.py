@@ -1,0 +1,171 @@
+"""Staff pages: users, stats with charts, database health, token purge, audit log (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import services as accounts
+from accounts.web import admin_required, current_user
+from adminops import services
+from aigateway.api import client_ip
+from aigateway.errors import ApiError
+
+USERS_PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 50
+
+
+def _page(request: HttpRequest) -> int:
+    raw = request.GET.get("page", "1")
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
+def _pages(total: int, size: int) -> int:
+    return max(1, -(-total // size))
+
+
+@admin_required
+@require_GET
+async def users(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")[:320]
+    role = request.GET.get("role") if request.GET.get("role") in ("user", "admin") else None
+    page = _page(request)
+    rows, total = await accounts.list_users(
+        query=query, role=role, page=page, page_size=USERS_PAGE_SIZE
+    )
+    return render(
+        request, "adminops/users.html",
+        {"users": rows, "total": total, "q": query, "role": role, "page": page,
+         "pages": _pages(total, USERS_PAGE_SIZE), "me": current_user(request)},
+    )  # fmt: skip
+
+
+def _back_to_users(request: HttpRequest) -> HttpResponseRedirect:
+    query = request.POST.get("return", "")
+    return HttpResponseRedirect("/admin/users" + (f"?{query}" if query else ""))
+
+
+@admin_required
+@require_POST
+async def change_role(request: HttpRequest, user_id: UUID) -> HttpResponse:
+    role = request.POST.get("role", "")
+    if role not in ("user", "admin"):
+        messages.error(request, "Choose the role user or admin.")
+        return _back_to_users(request)
+    try:
+        user = await accounts.set_role(current_user(request), user_id, role, ip=client_ip(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{user.email} is now {user.role}.")
+    return _back_to_users(request)
+
+
+@admin_required
+@require_POST
+async def change_active(request: HttpRequest, user_id: UUID) -> HttpResponse:
+    active = request.POST.get("active") == "true"
+    try:
+        user = await accounts.set_active(
+            current_user(request), user_id, active, ip=client_ip(request)
+        )
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"{user.email} is {'enabled' if active else 'disabled and signed out'}."
+        )
+    return _back_to_users(request)
+
+
+@admin_required
+@require_POST
+async def delete_user(request: HttpRequest, user_id: UUID) -> HttpResponse:
+    if request.POST.get("confirm") != "yes":
+        messages.error(request, "Tick the confirmation box to delete an account.")
+        return _back_to_users(request)
+    try:
+        await accounts.delete_user(current_user(request), user_id, ip=client_ip(request))
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The account and everything it owned were deleted.")
+    return _back_to_users(request)
+
+
+@admin_required
+@require_GET
+async def stats(request: HttpRequest) -> HttpResponse:
+    report = await services.collect_stats()
+    return render(request, "adminops/stats.html", {"stats": report, "charts": _charts(report)})
+
+
+def _charts(report: services.Stats) -> dict[str, Any]:
+    """Bar heights as percentages, so the template draws charts with plain CSS."""
+
+    def scaled(rows: list[services.Breakdown], field: str) -> list[dict[str, Any]]:
+        peak = max((getattr(r, field) for r in rows), default=0) or 1
+        return [
+            {"row": r, "value": getattr(r, field), "pct": round(100 * getattr(r, field) / peak, 1)}
+            for r in rows
+        ]
+
+    return {
+        "cost_by_day": scaled(report.by_day, "cost"),
+        "generations_by_day": scaled(report.by_day, "generations"),
+        "by_kind": scaled(report.by_kind, "cost"),
+        "by_model": scaled(report.by_model, "cost"),
+        "users": [
+            {**bar, "email": spender.email or "deleted account"}
+            for bar, spender in zip(
+                scaled([u.breakdown for u in report.top_users], "cost"),
+                report.top_users,
+                strict=True,
+            )
+        ],
+    }
+
+
+@admin_required
+@require_GET
+async def health(request: HttpRequest) -> HttpResponse:
+    return render(request, "adminops/health.html", {"health": await services.database_health()})
+
+
+@admin_required
+async def tokens(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        count = await services.purge_refresh_tokens(current_user(request), ip=client_ip(request))
+        messages.success(
+            request, f"Purged {count} expired or revoked refresh token{'s' if count != 1 else ''}."
+        )
+        return HttpResponseRedirect("/admin/tokens")
+    report = await services.collect_stats(days=1)
+    return render(request, "adminops/tokens.html", {"tokens": report.tokens})
+
+
+@admin_required
+@require_GET
+async def audit(request: HttpRequest) -> HttpResponse:
+    actor = request.GET.get("actor", "").strip()[:320] or None
+    action = request.GET.get("action", "").strip()[:100] or None
+    page = _page(request)
+    entries, total = await services.audit_log(
+        actor=actor, action=action, target=None, page=page, page_size=AUDIT_PAGE_SIZE
+    )
+    return render(
+        request, "adminops/audit.html",
+        {"entries": entries, "total": total, "actor": actor or "", "action": action or "",
+         "page": page, "pages": _pages(total, AUDIT_PAGE_SIZE)},
+    )  # fmt: skip
+
+
+@admin_required
+@require_GET
+async def index(request: HttpRequest) -> HttpResponse:
+    return HttpResponseRedirect("/admin/users")

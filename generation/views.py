@@ -1,0 +1,293 @@
+"""Pages: dashboard, generate text/image/video, video jobs, chat, history (SPEC §3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.web import current_user, login_required
+from aigateway.api import json_error
+from aigateway.db import get_database
+from aigateway.errors import ApiError, ValidationFailed
+from aigateway.forms import apply_api_error
+from generation import conversations, services
+from generation import repository as repo
+from generation.api import file_response, sse_response
+from generation.forms import (
+    ChatForm,
+    ImageForm,
+    NewChatForm,
+    TextForm,
+    VideoForm,
+    VideoFromImageForm,
+)
+from generation.openrouter import ModelInfo
+from generation.recorder import get_recorder
+
+HISTORY_PAGE_SIZE = 12
+
+
+async def _catalogue(kind: str) -> tuple[list[ModelInfo], str | None]:
+    """Models for a picker, or an explanation of why there are none."""
+    try:
+        models = await services.models_of_kind(kind)
+    except ApiError as exc:
+        return [], exc.message
+    return models, None if models else f"The provider lists no {kind} models."
+
+
+def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: data[name] for name in names if data.get(name) not in (None, "")}
+
+
+# -- start ------------------------------------------------------------------------------
+
+
+@require_GET
+async def home(request: HttpRequest) -> HttpResponse:
+    user = getattr(request, "gateway_user", None)
+    if user is None:
+        return render(request, "generation/landing.html")
+    await get_recorder().flush()
+    month_start = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    usage = await get_database().aread(repo.usage_since, user.id, month_start.replace(tzinfo=None))
+    recent, _ = await services.list_history(user, kind=None, page=1, page_size=6)
+    return render(
+        request,
+        "generation/dashboard.html",
+        {"usage": usage, "recent": recent, "month": month_start},
+    )
+
+
+@require_GET
+async def generate_index(request: HttpRequest) -> HttpResponse:
+    return HttpResponseRedirect("/generate/text")
+
+
+# -- text and image ---------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def generate_text(request: HttpRequest) -> HttpResponse:
+    models, problem = await _catalogue("text")
+    form = TextForm(request.POST or None, models=models)
+    answer = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            answer = await services.generate_text(
+                current_user(request), data["model"], data["prompt"], data["system_prompt"] or None,
+                **_options(data, "temperature", "max_tokens"),
+            )  # fmt: skip
+        except ApiError as exc:
+            apply_api_error(form, exc)
+    context = {"form": form, "answer": answer, "problem": problem}
+    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def generate_image(request: HttpRequest) -> HttpResponse:
+    models, problem = await _catalogue("image")
+    form = ImageForm(request.POST or None, models=models)
+    generation = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            generation = await services.generate_image(
+                current_user(request), data["model"], data["prompt"],
+                options=_options(data, "aspect_ratio", "image_size"),
+            )  # fmt: skip
+        except ApiError as exc:
+            apply_api_error(form, exc)
+    images = (
+        [media_url_page(generation.id, i) for i in range(len(generation.media))]
+        if generation
+        else []
+    )
+    context = {"form": form, "generation": generation, "images": images, "problem": problem}
+    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+def media_url_page(generation_id: object, index: int) -> str:
+    return f"/media/{generation_id}/{index}"
+
+
+# -- video ------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+async def generate_video(request: HttpRequest) -> HttpResponse:
+    tab = "image" if (request.POST or request.GET).get("tab") == "image" else "text"
+    models, problem = await _catalogue("video")
+    form_class = VideoFromImageForm if tab == "image" else VideoForm
+    form = form_class(request.POST or None, request.FILES or None, models=models)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            first_frame = await _first_frame(data) if tab == "image" else None
+            job = await services.submit_video(
+                current_user(request), data["model"], data["prompt"],
+                options=_options(data, "duration", "resolution", "aspect_ratio"),
+                first_frame=first_frame,
+            )  # fmt: skip
+        except ApiError as exc:
+            apply_api_error(form, exc)
+        else:
+            return HttpResponseRedirect(f"/generate/video/{job.id}")
+    return render(request, "generation/video.html", {"form": form, "tab": tab, "problem": problem})
+
+
+async def _first_frame(data: dict[str, Any]) -> str:
+    from django.conf import settings
+
+    limit = int(settings.MAX_FRAME_IMAGE_BYTES)
+    upload = data.get("image")
+    if upload is not None:
+        if upload.size > limit:
+            raise ValidationFailed(fields={"image": f"The image is over {limit // 1_000_000} MB."})
+        return services.frame_image_from_upload(upload.read())
+    return services.check_frame_image_url(data["image_url"], limit)
+
+
+@login_required
+@require_GET
+async def video_job_page(request: HttpRequest, job_id: UUID) -> HttpResponse:
+    job = await services.video_job(current_user(request), job_id)
+    generation = await services.get_history_item(current_user(request), job_id)
+    return render(request, "generation/video_job.html", {"job": job, "generation": generation})
+
+
+@login_required
+@require_GET
+async def video_job_status(request: HttpRequest, job_id: UUID) -> HttpResponse:
+    job = await services.video_job(current_user(request), job_id)
+    return render(request, "generation/_video_status.html", {"job": job})
+
+
+@login_required
+@require_GET
+async def video_file_page(request: HttpRequest, job_id: UUID) -> StreamingHttpResponse:
+    path, media_type = await services.video_file(current_user(request), job_id)
+    return file_response(path, media_type)
+
+
+@login_required
+@require_GET
+async def media(request: HttpRequest, generation_id: UUID, index: int) -> StreamingHttpResponse:
+    path, media_type = await services.media_file(current_user(request), generation_id, index)
+    return file_response(path, media_type)
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+async def history(request: HttpRequest) -> HttpResponse:
+    kind = request.GET.get("kind") or None
+    if kind not in (None, "text", "chat", "image", "video"):
+        kind = None
+    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
+    page = max(page, 1)
+    items, total = await services.list_history(
+        current_user(request), kind=kind, page=page, page_size=HISTORY_PAGE_SIZE
+    )
+    pages = max(1, -(-total // HISTORY_PAGE_SIZE))
+    return render(
+        request, "generation/history.html",
+        {"items": items, "kind": kind, "page": page, "pages": pages, "total": total},
+    )  # fmt: skip
+
+
+# -- chat -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+    user = current_user(request)
+    conversation = (
+        await conversations.get_conversation(user, conversation_id) if conversation_id else None
+    )
+    models, problem = ([], None) if conversation else await _catalogue("text")
+    form = ChatForm() if conversation else NewChatForm(models=models)
+    return render(
+        request, "generation/chat.html",
+        {"conversation": conversation, "conversations": await conversations.list_conversations(user),
+         "form": form, "problem": problem},
+    )  # fmt: skip
+
+
+async def _chat_target(request: HttpRequest, conversation_id: UUID | None) -> tuple[Any, str]:
+    """(conversation, message) for a chat POST, starting a conversation when needed."""
+    user = current_user(request)
+    if conversation_id:
+        conversation = await conversations.get_conversation(user, conversation_id)
+        form: ChatForm = ChatForm(request.POST)
+    else:
+        models, _ = await _catalogue("text")
+        form = NewChatForm(request.POST, models=models)
+    if not form.is_valid():
+        raise ValidationFailed(
+            fields={name: " ".join(map(str, errors)) for name, errors in form.errors.items()}
+        )
+    if not conversation_id:
+        conversation = await conversations.start_conversation(
+            user, form.cleaned_data["model"], form.cleaned_data["content"]
+        )
+    return conversation, form.cleaned_data["content"]
+
+
+@login_required
+@require_POST
+async def chat_stream(
+    request: HttpRequest, conversation_id: UUID | None = None
+) -> HttpResponseBase:
+    """The chat page's answer as Server-Sent Events (see generation.api.sse_response)."""
+    try:
+        conversation, content = await _chat_target(request, conversation_id)
+        response = await sse_response(
+            conversations.stream_turn(current_user(request), conversation, content)
+        )
+    except ApiError as exc:
+        return json_error(exc)
+    response["X-Conversation-Id"] = str(conversation.id)
+    return response
+
+
+@login_required
+@require_POST
+async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+    """Without JavaScript: answer in one piece, then show the conversation again."""
+    try:
+        conversation, content = await _chat_target(request, conversation_id)
+        await conversations.send_turn(current_user(request), conversation, content)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(f"/chat/{conversation_id}" if conversation_id else "/chat")
+    return HttpResponseRedirect(f"/chat/{conversation.id}")
+
+
+@login_required
+@require_POST
+async def chat_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+    await conversations.delete_conversation(current_user(request), conversation_id)
+    messages.success(request, "The conversation was deleted.")
+    return HttpResponseRedirect("/chat")
