@@ -42,6 +42,8 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/auth_bench.py
+	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/stats_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

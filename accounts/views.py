@@ -21,6 +21,22 @@ from accounts.web import current_user, login_required, safe_next, session_family
 from aigateway.api import client_ip
 from aigateway.errors import ApiError
 from aigateway.forms import apply_api_error
+from aigateway.throttling import page_retry_after
+
+
+def _too_many_attempts(request: HttpRequest, template: str, form: object) -> HttpResponse | None:
+    """Log-in and registration forms share the API's per-IP limit on auth attempts."""
+    wait = page_retry_after(request)
+    if wait is None:
+        return None
+    response = render(
+        request,
+        template,
+        {"form": form, "retry_after": wait, "next": safe_next(request, "")},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
@@ -28,6 +44,10 @@ async def register(request: HttpRequest) -> HttpResponse:
     if request.gateway_user:  # type: ignore[attr-defined]
         return HttpResponseRedirect("/")
     form = RegisterForm(request.POST or None)
+    if request.method == "POST" and (
+        limited := _too_many_attempts(request, "accounts/register.html", form)
+    ):
+        return limited
     if request.method == "POST" and form.is_valid():
         try:
             user = await services.register_user(
@@ -48,6 +68,10 @@ async def login_page(request: HttpRequest) -> HttpResponse:
     if request.gateway_user:  # type: ignore[attr-defined]
         return HttpResponseRedirect(safe_next(request))
     form = CredentialsForm(request.POST or None)
+    if request.method == "POST" and (
+        limited := _too_many_attempts(request, "accounts/login.html", form)
+    ):
+        return limited
     if request.method == "POST" and form.is_valid():
         try:
             user, tokens = await services.login(

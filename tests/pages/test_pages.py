@@ -365,3 +365,21 @@ def test_purging_tokens_from_the_page_is_audited(admin, alice):
     page = text_of(client.post("/admin/tokens", follow=True))
     assert "Purged 1 expired or revoked refresh token." in page
     assert "tokens.purged" in text_of(client.get("/admin/audit"))
+
+
+def test_the_login_form_is_rate_limited_per_address(alice, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth": "3/min"}
+    from django.core.cache import cache
+
+    cache.clear()
+    client = Client()
+    for _ in range(3):
+        assert (
+            client.post("/login", {"email": alice.email, "password": "wrong one!"}).status_code
+            == 200
+        )
+    limited = client.post("/login", {"email": alice.email, "password": PASSWORD})
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) >= 1
+    assert "Too many attempts" in text_of(limited)
+    cache.clear()
