@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
@@ -109,15 +110,29 @@ def decode_refresh(raw: str) -> RefreshClaims:
     )
 
 
+# Access tokens already verified: token -> (user id, family, expiry). A token is immutable
+# and signed by us, so re-checking its signature on every request only burns CPU (~0.1 ms);
+# the expiry is still checked each time, and the user and family against the directory.
+_verified: dict[str, tuple[UUID, str, float]] = {}
+VERIFIED_CACHE_SIZE = 20_000
+
+
 def decode_access(raw: str) -> tuple[UUID, str]:
     """Validate an access token's signature, expiry and type; return (user id, family)."""
+    known = _verified.get(raw)
+    if known is not None and known[2] > time.time():
+        return known[0], known[1]
     try:
         token = AccessToken(raw)  # type: ignore[arg-type]
     except TokenError:
         raise NotAuthenticated(
             "The access token is invalid or expired.", code="invalid_token"
         ) from None
-    return _claims_user_id(token.get("sub")), str(token.get("fam"))
+    user_id, family = _claims_user_id(token.get("sub")), str(token.get("fam"))
+    if len(_verified) >= VERIFIED_CACHE_SIZE:
+        _verified.pop(next(iter(_verified)), None)  # the oldest entry
+    _verified[raw] = (user_id, family, float(token["exp"]))
+    return user_id, family
 
 
 def new_api_key() -> tuple[str, str, str]:

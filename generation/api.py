@@ -39,6 +39,8 @@ from generation.serializers import (
     TextSerializer,
     VideoFromImageSerializer,
     VideoSerializer,
+    fast_chat,
+    fast_text,
     generation_json,
     model_json,
     video_job_json,
@@ -75,7 +77,7 @@ class TextView(ApiView):
         responses={200: TextAnswerSerializer, **errors(*UPSTREAM_ERRORS)},
     )
     async def post(self, request: Request) -> Response:
-        data = validate(TextSerializer, request.data)
+        data = fast_text(request.data) or validate(TextSerializer, request.data)
         answer = await services.generate_text(
             request_user(request), data["model"], data["prompt"], data.get("system_prompt"),
             **_options(data, "temperature", "max_tokens"),
@@ -102,7 +104,7 @@ class ChatView(ApiView):
         },
     )
     async def post(self, request: Request) -> Response | StreamingHttpResponse:
-        data = validate(ChatSerializer, request.data)
+        data = fast_chat(request.data) or validate(ChatSerializer, request.data)
         user = request_user(request)
         options = _options(data, "temperature", "max_tokens")
         if not data["stream"]:

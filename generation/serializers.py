@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -81,8 +82,6 @@ class ImageSerializer(StrictSerializer):
     n = StrictIntegerField(required=False, min_value=1, max_value=4)
 
     def validate_size(self, size: str) -> str:
-        import re
-
         if not re.fullmatch(r"\d{3,4}x\d{3,4}|[124]K", size):
             raise serializers.ValidationError("Use WIDTHxHEIGHT (e.g. 1024x1024) or 1K/2K/4K.")
         return size
@@ -159,3 +158,84 @@ def video_job_json(job: VideoJob) -> dict[str, Any]:
         "updated_at": iso(job.updated_at),
         "completed_at": iso(job.completed_at),
     }
+
+
+# -- fast path --------------------------------------------------------------------------
+# DRF builds and deep-copies every field of a serializer per request (~0.3 ms for the chat
+# body). Text and chat are the hot paths, so a plainly valid body is accepted by these
+# checks, which are never looser than the serializers above; anything unusual returns
+# None and the serializer validates it and words the errors.
+
+_MODEL_ID = re.compile(MODEL_ID)
+_TEXT_KEYS = frozenset({"model", "prompt", "system_prompt", "temperature", "max_tokens"})
+_CHAT_KEYS = frozenset({"model", "messages", "temperature", "max_tokens", "stream"})
+_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """A non-empty str within max_length without NUL or lone surrogates (DRF refuses both)."""
+    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _sampling_ok(data: dict[str, Any]) -> bool:
+    temperature = data.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not 0 <= temperature <= 2
+    ):
+        return False
+    max_tokens = data.get("max_tokens")
+    return max_tokens is None or (type(max_tokens) is int and 1 <= max_tokens <= 200_000)
+
+
+def _model_ok(model: Any) -> bool:
+    return isinstance(model, str) and model == model.strip() and bool(_MODEL_ID.fullmatch(model))
+
+
+def fast_text(data: Any) -> dict[str, Any] | None:
+    """A TextSerializer-valid body as validated data, or None to let the serializer decide."""
+    if not isinstance(data, dict) or not data.keys() <= _TEXT_KEYS or None in data.values():
+        return None
+    system_prompt = data.get("system_prompt")
+    if not (
+        _model_ok(data.get("model"))
+        and _plain_text(data.get("prompt"), 100_000)
+        and (system_prompt is None or _plain_text(system_prompt, 20_000))
+        and _sampling_ok(data)
+    ):
+        return None
+    return dict(data)
+
+
+def fast_chat(data: Any) -> dict[str, Any] | None:
+    """A ChatSerializer-valid body as validated data, or None to let the serializer decide."""
+    if not isinstance(data, dict) or not data.keys() <= _CHAT_KEYS or None in data.values():
+        return None
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not 1 <= len(messages) <= 200:
+        return None
+    has_user = False
+    for message in messages:
+        if not (
+            isinstance(message, dict)
+            and message.keys() == {"role", "content"}
+            and message["role"] in _ROLES
+            and _plain_text(message["content"], 100_000)
+        ):
+            return None
+        has_user = has_user or message["role"] == "user"
+    stream = data.get("stream", False)
+    if not has_user or not isinstance(stream, bool):
+        return None
+    if not (_model_ok(data.get("model")) and _sampling_ok(data)):
+        return None
+    return {**data, "messages": [dict(m) for m in messages], "stream": stream}

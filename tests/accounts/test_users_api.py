@@ -277,3 +277,21 @@ def test_admin_actions_are_audited(admin, alice, mallory, database):
 def test_personas_are_independent(admin):
     other = make_persona("other-admin@example.com", admin=True)
     assert other.client.call("GET", "/api/users").status_code == 200
+
+
+def test_a_cached_access_token_still_expires(alice, monkeypatch):
+    import time
+
+    from accounts import tokens
+
+    assert alice.client.call("GET", "/api/users/me").status_code == 200  # now cached
+    real_time = time.time
+    monkeypatch.setattr(tokens.time, "time", lambda: real_time() + 3600)
+    monkeypatch.setattr("rest_framework_simplejwt.tokens.aware_utcnow", _an_hour_later())
+    assert alice.client.call("GET", "/api/users/me").status_code == 401
+
+
+def _an_hour_later():
+    from datetime import UTC, datetime, timedelta
+
+    return lambda: datetime.now(UTC) + timedelta(hours=1)
