@@ -225,3 +225,26 @@ def test_staff_pages_look_finished_on_a_phone(browser, site):  # type: ignore[no
         assert overflow <= 1, f"/admin/{name} scrolls sideways on a phone by {overflow}px"
         shot(page, f"admin-{name}")
     page.context.close()
+
+
+def test_the_stop_button_ends_a_streaming_answer(browser, site, stub):  # type: ignore[no-untyped-def]
+    httpx.post(stub.root_url + "/_stub/config", json={"token_delay": 0.3})
+    try:
+        page = new_page(browser, site)
+        register(page, f"stopper-{uuid.uuid4().hex[:8]}@example.com")
+        page.goto("/chat")
+        page.fill("#id_content", "one two three four five six seven eight nine ten eleven twelve")
+        page.click("#chat-form button[type=submit]")
+        page.wait_for_function(
+            "() => (document.querySelector('.bubble.assistant')?.textContent || '').length > 0"
+        )
+        page.click("#stop")
+        answer = page.locator(".bubble.assistant").last
+        page.wait_for_function("() => !document.querySelector('.bubble.assistant[data-streaming]')")
+        assert answer.inner_text().endswith("[stopped]")
+        assert page.locator("#chat-form button[type=submit]").is_enabled()
+        page.reload()  # what was answered so far was kept
+        assert "[stopped]" in page.locator(".bubble.assistant").last.inner_text()
+        page.context.close()
+    finally:
+        httpx.post(stub.root_url + "/_stub/config", json={"token_delay": 0.03})
