@@ -16,7 +16,17 @@ class CredentialsForm(forms.Form):
     )
 
 
-class RegisterForm(CredentialsForm):
+class _PasswordTwiceMixin(forms.Form):
+    """The new password typed twice, compared."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+class RegisterForm(_PasswordTwiceMixin, CredentialsForm):
     password = forms.CharField(
         max_length=256, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
@@ -26,12 +36,6 @@ class RegisterForm(CredentialsForm):
         label="Password again", max_length=256, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )  # fmt: skip
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("password") and data.get("password") != data.get("password_again"):
-            self.add_error("password_again", "The two passwords differ.")
-        return data
 
 
 class EmailChangeForm(forms.Form):
@@ -43,7 +47,7 @@ class EmailChangeForm(forms.Form):
     )
 
 
-class PasswordChangeForm(forms.Form):
+class PasswordChangeForm(_PasswordTwiceMixin):
     current_password = forms.CharField(
         max_length=256,
         strip=False,
@@ -57,12 +61,6 @@ class PasswordChangeForm(forms.Form):
         label="New password again", max_length=256, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )  # fmt: skip
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("password") and data.get("password") != data.get("password_again"):
-            self.add_error("password_again", "The two passwords differ.")
-        return data
 
 
 class ApiKeyForm(forms.Form):

@@ -8,13 +8,12 @@ deletion, deactivation, role change or revocation takes effect on the very next 
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from accounts import repository as repo
 from accounts.repository import User, utcnow
-from aigateway.db import Tx, get_database
+from aigateway.db import Database, Tx, get_database
 
 # How stale a key's stored last-used time may get before a background write refreshes it.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -115,20 +114,13 @@ class Directory:
             repo.stamp_api_keys_used(tx, pending)
 
 
-_KEY = "accounts.directory"
-_lock = threading.Lock()
+def _load_directory(db: Database) -> Directory:
+    directory = Directory()
+    db.write(directory.load)
+    db.add_close_hook(directory.flush_key_use)
+    return directory
 
 
 def get_directory() -> Directory:
     """The directory of the process's database, loaded through the writer on first use."""
-    db = get_database()
-    directory: Directory | None = db.extensions.get(_KEY)
-    if directory is None:
-        with _lock:
-            directory = db.extensions.get(_KEY)
-            if directory is None:
-                directory = Directory()
-                db.write(directory.load)
-                db.extensions[_KEY] = directory
-                db.add_close_hook(directory.flush_key_use)
-    return directory
+    return get_database().extension("accounts.directory", _load_directory)

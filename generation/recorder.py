@@ -87,21 +87,14 @@ def _barrier(tx: Tx) -> None:
     """A no-op write: once it returns, every write queued before it has committed."""
 
 
-_KEY = "generation.recorder"
-_lock = threading.Lock()
+def _start_recorder(db: Database) -> Recorder:
+    recorder = Recorder(db)
+    db.add_close_hook(recorder.close)
+    return recorder
 
 
 def get_recorder() -> Recorder:
-    db = get_database()
-    recorder: Recorder | None = db.extensions.get(_KEY)
-    if recorder is None:
-        with _lock:
-            recorder = db.extensions.get(_KEY)
-            if recorder is None:
-                recorder = Recorder(db)
-                db.extensions[_KEY] = recorder
-                db.add_close_hook(recorder.close)
-    return recorder
+    return get_database().extension("generation.recorder", _start_recorder)
 
 
 def record_usage(record: UsageRecord) -> None:

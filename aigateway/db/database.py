@@ -100,7 +100,8 @@ class Database:
         self._close_hooks: list[Callable[[Tx], None]] = []
         self._cursors: list[Connection] = []
         # In-process state (caches, buffers) whose lifetime is this database's.
-        self.extensions: dict[str, Any] = {}
+        self._extensions: dict[str, Any] = {}
+        self._extensions_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -140,6 +141,17 @@ class Database:
             self._writer_thread_id = self._writer.ident
         self.write(apply_migrations)
         return self
+
+    def extension(self, key: str, create: Callable[[Database], T]) -> T:
+        """The in-process companion stored under key (a cache, a buffer), made once by
+        create(db) and living as long as this database."""
+        found = self._extensions.get(key)
+        if found is None:
+            with self._extensions_lock:
+                found = self._extensions.get(key)
+                if found is None:
+                    found = self._extensions[key] = create(self)
+        return found
 
     def add_close_hook(self, hook: Callable[[Tx], None]) -> None:
         """Run hook(tx) as a last write just before the database closes (e.g. flush buffers)."""
