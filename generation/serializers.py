@@ -228,6 +228,7 @@ def fast_chat(data: Any) -> dict[str, Any] | None:
         if not (
             isinstance(message, dict)
             and message.keys() == {"role", "content"}
+            and isinstance(message["role"], str)
             and message["role"] in _ROLES
             and _plain_text(message["content"], 100_000)
         ):

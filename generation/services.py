@@ -228,11 +228,6 @@ async def stream_chat(
 # -- images -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ImageAnswer:
-    generation: Generation
-
-
 async def generate_image(
     user: User, model: str, prompt: str, *, options: Mapping[str, Any]
 ) -> Generation:
@@ -418,8 +413,10 @@ def _due(job: VideoJob) -> bool:
 async def _refresh(job_id: UUID) -> VideoJob:
     db = get_database()
     job = await db.aread(repo.get_video_job, job_id)
-    if job is None or _settled(job) or not _due(job):
-        return job  # type: ignore[return-value]
+    if job is None:  # deleted with its owner meanwhile
+        raise NotFound("No such video job.", code="video_job_not_found")
+    if _settled(job) or not _due(job):
+        return job
     if job.status != "completed":
         job = await _poll(job)
     if job.status == "completed" and job.video_file is None:

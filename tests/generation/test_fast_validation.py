@@ -52,6 +52,10 @@ def message_sets():
     yield [{"role": "user", "content": "x", "name": "extra"}]
     yield [{"role": "user"}]
     yield [{"role": "user", "content": "\ud800"}]
+    yield [{"role": {}, "content": "0"}]  # found by schemathesis: an unhashable role
+    yield [{"role": ["user"], "content": "0"}]
+    yield [{"role": "user", "content": {"text": "hi"}}]
+    yield ["user: hi"]
     yield []
     yield [{"role": "user", "content": "x"}] * 201
     yield "not a list"
