@@ -199,6 +199,10 @@ class OpenRouterClient:
             headers=None if self._problem else _attribution_headers(app_url, app_title),
             follow_redirects=False,  # a redirect must never carry the key elsewhere
         )
+        # One client serves every user: a cookie set by the upstream (or a proxy in front of
+        # it) must not travel from one user's request to the next. Keeping no jar also
+        # skips cookie parsing on every response (~0.1 ms).
+        self._http._cookies = _NoCookies()  # the public setter would copy it into a plain jar
 
     def __repr__(self) -> str:
         return f"<OpenRouterClient {self._base.root}>"
@@ -502,6 +506,16 @@ class OpenRouterClient:
         backoff = self._retry_backoff * 2 ** (attempt - 1)
         jitter = 0.5 + random.random() / 2  # noqa: S311 - spreading retries, not a secret
         return min(self._max_retry_wait, backoff * jitter)
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that never keeps anything."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        return None
 
 
 def _config_problem(api_key: str, base_url: str, app_url: str, app_title: str) -> str | None:

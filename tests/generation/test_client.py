@@ -1147,3 +1147,24 @@ def test_each_event_loop_gets_its_own_shared_client(openrouter_settings: Any) ->
 
     first, second = asyncio.run(shared()), asyncio.run(shared())
     assert first is not second
+
+
+@pytest.mark.anyio
+async def test_cookies_set_by_the_upstream_never_reach_the_next_request() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(
+            200,
+            json={"data": [], "total_count": 0, "links": {"next": None}},
+            headers={"set-cookie": "session=someone-elses; Path=/"},
+        )
+
+    client = OpenRouterClient(
+        api_key="k", base_url="https://openrouter.ai/api/v1", transport=httpx.MockTransport(handler)
+    )
+    await client.list_models()
+    await client.list_models()
+    await client.aclose()
+    assert seen and all(cookie is None for cookie in seen)
