@@ -5,13 +5,13 @@ Screenshots of the main pages at 1280 px and 390 px land in test-artifacts/scree
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD
@@ -68,6 +68,16 @@ def browser() -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
+
+
+@contextlib.contextmanager
+def slower_stub(stub: StubServer, **settings: float) -> Iterator[None]:
+    """Change the stand-in's timings for one test, then put the module's back."""
+    stub.configure(**settings)
+    try:
+        yield
+    finally:
+        stub.configure(video_seconds=2, token_delay=0.03)
 
 
 def new_page(browser, site: GatewayServer, width: int = 1280):  # type: ignore[no-untyped-def]
@@ -168,8 +178,7 @@ def test_a_user_generates_text_image_video_and_chats_then_logs_out(browser, site
 
 
 def test_the_video_page_survives_a_reload(browser, site, stub):  # type: ignore[no-untyped-def]
-    httpx.post(stub.root_url + "/_stub/config", json={"video_seconds": 6})
-    try:
+    with slower_stub(stub, video_seconds=6):
         page = new_page(browser, site)
         register(page, f"reload-{uuid.uuid4().hex[:8]}@example.com")
         page.goto("/generate/video")
@@ -183,8 +192,6 @@ def test_the_video_page_survives_a_reload(browser, site, stub):  # type: ignore[
         page.reload()
         assert page.locator("[data-testid=video]").count() == 1
         page.context.close()
-    finally:
-        httpx.post(stub.root_url + "/_stub/config", json={"video_seconds": 2})
 
 
 def test_a_demoted_admin_loses_the_admin_menu_and_gets_403(browser, site):  # type: ignore[no-untyped-def]
@@ -228,8 +235,7 @@ def test_staff_pages_look_finished_on_a_phone(browser, site):  # type: ignore[no
 
 
 def test_the_stop_button_ends_a_streaming_answer(browser, site, stub):  # type: ignore[no-untyped-def]
-    httpx.post(stub.root_url + "/_stub/config", json={"token_delay": 0.3})
-    try:
+    with slower_stub(stub, token_delay=0.3):
         page = new_page(browser, site)
         register(page, f"stopper-{uuid.uuid4().hex[:8]}@example.com")
         page.goto("/chat")
@@ -246,5 +252,3 @@ def test_the_stop_button_ends_a_streaming_answer(browser, site, stub):  # type: 
         page.reload()  # what was answered so far was kept
         assert "[stopped]" in page.locator(".bubble.assistant").last.inner_text()
         page.context.close()
-    finally:
-        httpx.post(stub.root_url + "/_stub/config", json={"token_delay": 0.03})
