@@ -30,6 +30,7 @@ run: $(VENV)/.runtime .env
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy .

@@ -29,10 +29,10 @@ from accounts.serializers import (
     api_key_json,
     user_json,
 )
-from aigateway.api import ApiView, client_ip, page_params, paginated, validate
-from aigateway.errors import ValidationFailed
-from aigateway.openapi import PAGE_PARAMETERS, errors, optional_choice
-from aigateway.throttling import rate_limit_scope
+from core.api import ApiView, client_ip, page_params, paginated, validate
+from core.errors import ValidationFailed
+from core.openapi import PAGE_PARAMETERS, errors, optional_choice
+from core.throttling import rate_limit_scope
 
 
 class PublicView(ApiView):

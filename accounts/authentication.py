@@ -9,7 +9,7 @@ from rest_framework.request import Request
 
 from accounts.repository import User
 from accounts.services import Credential, authenticate_bearer
-from aigateway.errors import NotAuthenticated
+from core.errors import NotAuthenticated
 
 
 class BearerAuthentication(BaseAuthentication):

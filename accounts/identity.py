@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from accounts import repository as repo
-from accounts.repository import User, utcnow
-from aigateway.db import Database, Tx, get_database
+from accounts.repository import User
+from core.clock import utcnow
+from core.db import Database, Tx, get_database
 
 # How stale a key's stored last-used time may get before a background write refreshes it.
 LAST_USED_RESOLUTION = timedelta(seconds=60)

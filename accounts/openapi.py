@@ -3,6 +3,9 @@ user_json, api_key_json and TokenPair.as_response; a schemathesis run checks the
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import serializers
 
 from accounts.repository import ROLES
@@ -57,3 +60,19 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 class ApiKeyListSerializer(serializers.Serializer):
     items = ApiKeySerializer(many=True)
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.BearerAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "`Authorization: Bearer <token>` with an access token from "
+                "`POST /api/auth/login` (a JWT, 15 minutes) or a personal API key "
+                "(`agw_...`, from `POST /api/auth/keys`)."
+            ),
+        }

@@ -17,6 +17,7 @@ class IsAdmin(BasePermission):
     """Admins only; the role is the user's current one, not the token's claim."""
 
     message = "Only admins may do this."
+    refuses_signed_in_users = True  # so the OpenAPI schema documents its 403
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from aigateway.db import Connection, Tx
+from core.clock import aware, utcnow
+from core.db import Connection, Tx
 
 ROLES = ("user", "admin")
-
-
-def utcnow() -> datetime:
-    """Now, as the naive UTC timestamp the database stores."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,34 +298,3 @@ def stamp_api_keys_used(tx: Tx, stamps: dict[UUID, datetime]) -> None:
             " AND (last_used_at IS NULL OR last_used_at < ?)",
             [used_at, key_id, used_at],
         )
-
-
-# -- audit log --------------------------------------------------------------------------
-
-
-def record_audit(
-    tx: Tx,
-    *,
-    action: str,
-    actor: User | None,
-    target_type: str | None = None,
-    target_id: str | None = None,
-    target_label: str | None = None,
-    detail: dict[str, Any] | None = None,
-    ip: str | None = None,
-) -> None:
-    tx.execute(
-        "INSERT INTO audit_log (occurred_at, actor_id, actor_email, action, target_type, target_id,"
-        " target_label, detail, ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            utcnow(),
-            actor.id if actor else None,
-            actor.email if actor else None,
-            action,
-            target_type,
-            target_id,
-            target_label,
-            json.dumps(detail or {}, sort_keys=True),
-            ip,
-        ],
-    )

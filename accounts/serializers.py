@@ -5,7 +5,8 @@ from typing import Any
 from rest_framework import serializers
 
 from accounts.repository import ROLES, ApiKey, User
-from aigateway.api import StrictCharField, StrictSerializer
+from core.api import StrictCharField, StrictSerializer
+from core.clock import iso
 
 
 class CredentialsSerializer(StrictSerializer):
@@ -48,10 +49,6 @@ class ActiveSerializer(StrictSerializer):
 
 class ApiKeyCreateSerializer(StrictSerializer):
     name = StrictCharField(max_length=100, min_length=1)
-
-
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def user_json(user: User) -> dict[str, Any]:

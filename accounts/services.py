@@ -19,7 +19,8 @@ from django.core.validators import validate_email
 
 from accounts import repository as repo
 from accounts.identity import Directory, get_directory
-from accounts.repository import ApiKey, User, utcnow
+from accounts.repository import ApiKey, User
+from accounts.signals import user_deleted, user_deleting
 from accounts.tokens import (
     API_KEY_PREFIX,
     IssuedRefresh,
@@ -33,8 +34,10 @@ from accounts.tokens import (
     new_family,
     pair,
 )
-from aigateway.db import Tx, get_database
-from aigateway.errors import (
+from core.audit import record_audit
+from core.clock import utcnow
+from core.db import Tx, get_database
+from core.errors import (
     ApiError,
     Conflict,
     Forbidden,
@@ -42,8 +45,6 @@ from aigateway.errors import (
     NotFound,
     ValidationFailed,
 )
-from generation import repository as generation_repo
-from generation.media import remove_user_media
 
 MAX_API_KEYS_PER_USER = 25
 MAX_PASSWORD_LENGTH = 256
@@ -401,7 +402,7 @@ async def set_role(actor: User, user_id: UUID, role: str, *, ip: str | None = No
             _guard_last_admin(tx, target)
         updated = repo.update_user(tx, user_id, role=role)
         assert updated is not None
-        repo.record_audit(
+        record_audit(
             tx,
             action="user.role_changed",
             actor=actor,
@@ -432,7 +433,7 @@ async def set_active(actor: User, user_id: UUID, active: bool, *, ip: str | None
         updated = repo.update_user(tx, user_id, is_active=active)
         assert updated is not None
         families = repo.revoke_user_tokens(tx, user_id, utcnow()) if not active else []
-        repo.record_audit(
+        record_audit(
             tx,
             action="user.enabled" if active else "user.disabled",
             actor=actor,
@@ -464,8 +465,8 @@ async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> N
         _guard_last_admin(tx, target)
         families = repo.families_of_user(tx, user_id)
         key_hashes = repo.delete_user(tx, user_id)
-        generation_repo.delete_user_content(tx, user_id)
-        repo.record_audit(
+        user_deleting.send(sender=delete_user, tx=tx, user_id=user_id)
+        record_audit(
             tx,
             action="user.deleted",
             actor=actor,
@@ -478,7 +479,7 @@ async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> N
         tx.on_commit(lambda: directory.drop_user(user_id, key_hashes, families))
 
     await get_database().awrite(apply)
-    await asyncio.to_thread(remove_user_media, user_id)
+    await asyncio.to_thread(user_deleted.send, sender=delete_user, user_id=user_id)
 
 
 async def create_or_promote_admin(email: str, password: str | None) -> tuple[User, bool]:
@@ -505,7 +506,7 @@ async def create_or_promote_admin(email: str, password: str | None) -> tuple[Use
         updated = repo.update_user(tx, user.id, **changes)
         if updated is None:
             raise NotFound("No such user.", code="user_not_found")
-        repo.record_audit(
+        record_audit(
             tx,
             action="admin.created" if created else "admin.promoted",
             actor=None,
@@ -543,7 +544,7 @@ async def create_api_key(user: User, name: str, *, ip: str | None = None) -> tup
             key_hash=key_hash,
             now=utcnow(),
         )
-        repo.record_audit(
+        record_audit(
             tx,
             action="api_key.created",
             actor=user,
@@ -579,7 +580,7 @@ async def revoke_api_key(user: User, key_id: UUID, *, ip: str | None = None) -> 
         if deleted is None:
             raise NotFound("No such API key.", code="api_key_not_found")
         row, key_hash = deleted
-        repo.record_audit(
+        record_audit(
             tx,
             action="api_key.revoked",
             actor=user,

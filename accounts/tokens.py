@@ -14,7 +14,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.repository import User
-from aigateway.errors import NotAuthenticated
+from core.errors import NotAuthenticated
 
 API_KEY_PREFIX = "agw_"
 

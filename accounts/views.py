@@ -18,10 +18,10 @@ from accounts.forms import (
     RegisterForm,
 )
 from accounts.web import current_user, login_required, safe_next, session_family, sign_in, sign_out
-from aigateway.api import client_ip
-from aigateway.errors import ApiError
-from aigateway.forms import apply_api_error
-from aigateway.throttling import page_retry_after
+from core.api import client_ip
+from core.errors import ApiError
+from core.forms import apply_api_error
+from core.throttling import page_retry_after
 
 
 def _too_many_attempts(request: HttpRequest, template: str, form: object) -> HttpResponse | None:

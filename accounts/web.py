@@ -59,7 +59,7 @@ def session_user(request: HttpRequest) -> User | None:
 
 
 def attach_page_user(request: HttpRequest) -> None:
-    """Set request.gateway_user for a page request (called by InlineMiddleware)."""
+    """Set request.gateway_user for a page request (by accounts.middleware.PageUserMiddleware)."""
     user = session_user(request)
     request.gateway_user = user  # type: ignore[attr-defined]
     if user is not None:

@@ -20,9 +20,9 @@ from adminops.serializers import (
     health_json,
     stats_json,
 )
-from aigateway.api import ApiView, client_ip, page_params, paginated
-from aigateway.errors import ValidationFailed
-from aigateway.openapi import PAGE_PARAMETERS, integer
+from core.api import ApiView, client_ip, page_params, paginated
+from core.errors import ValidationFailed
+from core.openapi import PAGE_PARAMETERS, integer
 
 TAGS = ["admin"]
 MAX_FILTER_LENGTH = 320

@@ -8,11 +8,10 @@ from typing import Any
 
 from rest_framework import serializers
 
-from accounts.repository import aware
-from accounts.serializers import iso
 from adminops.repository import AuditEntry
 from adminops.services import TOP_MODELS, TOP_USERS, Breakdown, DatabaseHealth, Stats
-from aigateway.db.backup import BackupFile
+from core.clock import aware, iso
+from core.db.backup import BackupFile
 
 
 def _key(value: Any) -> Any:

@@ -16,7 +16,7 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.identity import get_directory
-from accounts.repository import User, record_audit, utcnow
+from accounts.repository import User
 from adminops import repository as repo
 from adminops.repository import (
     GenerationCounts,
@@ -25,11 +25,13 @@ from adminops.repository import (
     TokenCounts,
     UsageTotals,
 )
-from aigateway.db import Tx, get_database
-from aigateway.db.backup import BackupFile
-from aigateway.db.backup import backup_database as write_backup
-from aigateway.db.database import list_migrations, schema_version
-from aigateway.errors import ApiError
+from core.audit import record_audit
+from core.clock import utcnow
+from core.db import Tx, get_database
+from core.db.backup import BackupFile
+from core.db.backup import backup_database as write_backup
+from core.db.database import list_migrations, schema_version
+from core.errors import ApiError
 from generation.recorder import get_recorder
 
 STATS_DAYS = 30

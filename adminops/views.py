@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import services as accounts
 from accounts.web import admin_required, current_user
 from adminops import services
-from aigateway.api import client_ip
-from aigateway.errors import ApiError
+from core.api import client_ip
+from core.errors import ApiError
 
 USERS_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50

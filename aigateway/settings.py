@@ -106,7 +106,7 @@ ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "aigateway",
+    "core",  # the ground floor: API plumbing, data layer, errors, throttling, probes
     # contrib.auth and contenttypes are here only because simplejwt imports their model
     # classes; no table of theirs exists and no Django ORM database is configured.
     "django.contrib.auth",
@@ -125,11 +125,12 @@ INSTALLED_APPS = [
 # Kept small and fully async: InlineMiddleware runs Django's security, session, CSRF,
 # messages and clickjacking hooks without thread hops (see aigateway/middleware.py).
 MIDDLEWARE = [
-    "aigateway.middleware.request_log_middleware",
-    "aigateway.middleware.InlineMiddleware",
+    "core.middleware.request_log_middleware",
+    "core.middleware.InlineMiddleware",
+    "accounts.middleware.PageUserMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
-CSRF_FAILURE_VIEW = "aigateway.pages.csrf_failure"
+CSRF_FAILURE_VIEW = "core.pages.csrf_failure"
 
 ROOT_URLCONF = "aigateway.urls"
 ASGI_APPLICATION = "aigateway.asgi.application"
@@ -214,16 +215,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsSignedIn"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "aigateway.api.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.api.api_exception_handler",
     "UNAUTHENTICATED_USER": "accounts.identity.Anonymous",
     "UNAUTHENTICATED_TOKEN": None,
     "UNICODE_JSON": True,
     "COMPACT_JSON": True,
-    "DEFAULT_SCHEMA_CLASS": "aigateway.openapi.GatewaySchema",
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.GatewaySchema",
     "DEFAULT_THROTTLE_CLASSES": [
-        "aigateway.throttling.UserRateThrottle",
-        "aigateway.throttling.AnonRateThrottle",
-        "aigateway.throttling.ScopedIpRateThrottle",
+        "core.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
+        "core.throttling.ScopedIpRateThrottle",
     ],
 }
 
@@ -272,7 +273,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "aigateway.openapi.add_plain_views",
+        "core.openapi.add_plain_views",
     ],
 }
 

@@ -5,7 +5,7 @@ from accounts.urls import api_urlpatterns as accounts_api
 from accounts.urls import page_urlpatterns as accounts_pages
 from adminops.page_urls import page_urlpatterns as adminops_pages
 from adminops.urls import api_urlpatterns as adminops_api
-from aigateway import health
+from core import health
 from generation.urls import api_urlpatterns as generation_api
 from generation.urls import page_urlpatterns as generation_pages
 
@@ -23,6 +23,6 @@ urlpatterns = [
     path("", include(adminops_pages)),
 ]
 
-handler400 = "aigateway.api.bad_request"
-handler404 = "aigateway.api.not_found"
-handler500 = "aigateway.api.server_error"
+handler400 = "core.api.bad_request"
+handler404 = "core.api.not_found"
+handler500 = "core.api.server_error"

@@ -93,7 +93,7 @@ FROM rows, ids
 
 def fill(db_path: Path, *, users: int, usage: int, generations: int, days: int) -> float:
     """Create the schema (the app's own migrations) and the synthetic rows; seconds taken."""
-    from aigateway.db import Database, Tx
+    from core.db import Database, Tx
 
     started = time.perf_counter()
     db = Database(db_path).open()
@@ -147,10 +147,10 @@ def in_process_cases(db_path: Path, runs: int) -> list[Case]:
     import django
 
     django.setup()
-    from accounts.repository import utcnow
     from adminops import repository as repo
     from adminops.services import collect_stats
-    from aigateway.db import Database, use_database
+    from core.clock import utcnow
+    from core.db import Database, use_database
 
     db = Database(db_path).open()
     use_database(db)

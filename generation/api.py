@@ -18,9 +18,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_user
-from aigateway.api import ApiView, page_params, paginated, validate
-from aigateway.errors import ApiError, ValidationFailed
-from aigateway.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
+from core.api import ApiView, page_params, paginated, validate
+from core.errors import ApiError, ValidationFailed
+from core.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
 from generation import services
 from generation.openapi import (
     ChatAnswerSerializer,

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID, uuid4
 
-from accounts.repository import User, utcnow
-from aigateway.db import Tx, get_database
-from aigateway.errors import NotFound
+from accounts.repository import User
+from core.clock import utcnow
+from core.db import Tx, get_database
+from core.errors import NotFound
 from generation import repository as repo
 from generation.repository import Conversation
 from generation.services import StreamDone, complete_chat, stream_chat

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from aigateway.api import StrictCharField
+from core.api import StrictCharField
 from generation.serializers import VideoFromImageSerializer, VideoSerializer
 
 KINDS = ("text", "image", "video")

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from aigateway.db import Database, Tx, get_database
+from core.db import Database, Tx, get_database
 from generation import repository as repo
 from generation.repository import Generation, UsageRecord
 

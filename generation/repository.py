@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from accounts.repository import aware
-from aigateway.db import Connection, Tx
+from core.clock import aware
+from core.db import Connection, Tx
 
 TERMINAL_VIDEO_STATES = frozenset({"completed", "failed", "cancelled", "expired"})
 

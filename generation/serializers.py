@@ -6,8 +6,8 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from accounts.serializers import iso
-from aigateway.api import StrictCharField, StrictSerializer
+from core.api import StrictCharField, StrictSerializer
+from core.clock import iso
 from generation.openrouter import ModelInfo
 from generation.repository import Generation, VideoJob
 

@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from accounts.repository import User, utcnow
-from aigateway.db import Tx, get_database
-from aigateway.errors import ApiError, NotFound, UpstreamError, ValidationFailed
+from accounts.repository import User
+from core.clock import utcnow
+from core.db import Tx, get_database
+from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
 from generation import repository as repo
 from generation.catalog import find_model, list_models
 from generation.media import media_path, save_media

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from accounts.repository import utcnow
-from aigateway.errors import UpstreamError
+from core.clock import utcnow
+from core.errors import UpstreamError
 from generation.recorder import record_usage
 from generation.repository import UsageRecord
 

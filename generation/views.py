@@ -18,10 +18,10 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.web import current_user, login_required
-from aigateway.api import json_error
-from aigateway.db import get_database
-from aigateway.errors import ApiError, ValidationFailed
-from aigateway.forms import apply_api_error
+from core.api import json_error
+from core.db import get_database
+from core.errors import ApiError, ValidationFailed
+from core.forms import apply_api_error
 from generation import conversations, services
 from generation import repository as repo
 from generation.api import file_response, sse_response

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from aigateway.db import Database, use_database
+from core.db import Database, use_database
 from generation.catalog import clear_cache
 from generation.openrouter import reset_openrouter_client
 from tests.openrouter_stub import StubServer
@@ -103,7 +103,7 @@ def make_persona(email: str, *, admin: bool = False) -> Persona:
 
         from accounts import repository as repo
         from accounts.identity import get_directory
-        from aigateway.db import get_database
+        from core.db import get_database
 
         directory = get_directory()
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aigateway.db import Database, DatabaseError, DatabaseLocked, IntegrityViolation
-from aigateway.db.database import list_migrations, schema_version
+from core.db import Database, DatabaseError, DatabaseLocked, IntegrityViolation
+from core.db.database import list_migrations, schema_version
 
 
 def table_shapes(db: Database) -> list[tuple]:
@@ -42,7 +42,7 @@ def test_migrations_are_applied_once_and_survive_reopening(tmp_path):
 
 def test_an_old_database_migrated_forward_matches_a_fresh_one(tmp_path, monkeypatch):
     """Apply only the first migration, then the rest on the next start."""
-    import aigateway.db.database as database_module
+    import core.db.database as database_module
 
     all_migrations = list_migrations()
     monkeypatch.setattr(database_module, "list_migrations", lambda: all_migrations[:1])
@@ -139,7 +139,7 @@ def test_async_reads_and_writes_do_not_block_the_loop(database):
 def test_a_second_process_is_told_the_database_is_in_use(database):
     code = (
         "import sys; sys.path.insert(0, '.');"
-        "from aigateway.db import Database, DatabaseLocked\n"
+        "from core.db import Database, DatabaseLocked\n"
         "try:\n"
         f"    Database({database.path!r}).open()\n"
         "except DatabaseLocked as exc:\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aigateway import health
-from aigateway.db import use_database
+from core import health
+from core.db import use_database
 
 
 def test_healthz_does_not_need_the_database(anon, database, settings, tmp_path):

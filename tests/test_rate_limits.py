@@ -139,7 +139,7 @@ def test_retry_after_is_when_a_request_is_allowed_again(alice, limits, monkeypat
 def test_pages_share_the_auth_limit_through_page_retry_after(alice, limits):
     from django.test import RequestFactory
 
-    from aigateway.throttling import page_retry_after
+    from core.throttling import page_retry_after
 
     limits(auth="2/min")
     login(ApiClient(), alice.email, "wrong password")

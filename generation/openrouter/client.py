@@ -4,7 +4,7 @@ shared/reference/openrouter-api.md.
 Every request goes through `_send` (one attempt: URL check, auth header, error mapping);
 `_request` adds timing, bounded body reading and retries for idempotent reads.
 Generations (chat, images, video submission) are never retried: a repeat could be billed
-twice. Every failure is an OpenRouterError (a subclass of aigateway.errors.UpstreamError)
+twice. Every failure is an OpenRouterError (a subclass of core.errors.UpstreamError)
 carrying `latency_ms`.
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from aigateway.errors import UpstreamError
+from core.errors import UpstreamError
 
 #: Retry-After a client sees when OpenRouter's 429 carried none (SPEC: default 5 s).
 DEFAULT_RETRY_AFTER = 5

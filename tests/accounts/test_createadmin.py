@@ -74,7 +74,7 @@ def test_it_says_in_one_sentence_when_the_server_holds_the_database(database):
 def _reopen(settings):
     """The command closes the process's database when it finishes; open it again."""
     from accounts.identity import get_directory
-    from aigateway.db import Database, use_database
+    from core.db import Database, use_database
 
     db = Database(settings.DUCKDB_PATH).open()
     use_database(db)

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from accounts import repository as accounts_repo
-from accounts.repository import utcnow
+from core.clock import utcnow
 from generation import repository as generation_repo
 from generation.recorder import record_usage
 from generation.repository import Generation, UsageRecord
@@ -188,7 +188,7 @@ def test_stats_keep_the_spend_of_a_deleted_user(admin, alice, known_usage):
 
 def test_db_health_reports_connectivity_sizes_and_schema(admin, database):
     body = admin.client.call("GET", "/api/admin/health/db").json()
-    from aigateway.db.database import list_migrations
+    from core.db.database import list_migrations
 
     latest = max(number for number, _, _ in list_migrations())
     assert body["status"] == "ok"

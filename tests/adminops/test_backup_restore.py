@@ -13,7 +13,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts import repository as accounts_repo
-from aigateway.db import Database
+from core.audit import record_audit
+from core.db import Database
 from tests.conftest import PASSWORD
 
 REPO = Path(__file__).parents[2]
@@ -49,7 +50,7 @@ def test_a_backup_restored_into_a_new_path_has_all_the_data(alice, admin, tmp_pa
         assert keys == [("laptop", key["prefix"])]
         # Sequences come back at their values: new audit rows do not collide with old ones.
         before = con.execute("SELECT max(id) FROM audit_log").fetchone()[0]
-        restored.write(accounts_repo.record_audit, action="test.after_restore", actor=None)
+        restored.write(record_audit, action="test.after_restore", actor=None)
         after = con.execute("SELECT max(id) FROM audit_log").fetchone()[0]
         assert after == before + 1
         versions = con.execute("SELECT version FROM schema_migrations").fetchall()
@@ -60,7 +61,7 @@ def test_a_backup_restored_into_a_new_path_has_all_the_data(alice, admin, tmp_pa
 
 def test_a_restored_database_serves_logins(alice, tmp_path, settings):
     from accounts.identity import get_directory
-    from aigateway.db import use_database
+    from core.db import use_database
     from tests.accounts.test_auth_api import login
     from tests.conftest import ApiClient
 
@@ -151,7 +152,7 @@ def test_restore_refuses_a_duckdb_file_of_another_application(tmp_path):
 
 def test_a_backup_holds_no_write_made_after_it(alice, admin, tmp_path, database):
     backup = tmp_path / "copy.duckdb"
-    from aigateway.db.backup import backup_database
+    from core.db.backup import backup_database
 
     backup_database(database, backup)
     database.write(accounts_repo.update_user, uuid.UUID(alice.id), role="admin")

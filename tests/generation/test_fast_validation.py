@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from aigateway.api import validate
-from aigateway.errors import ValidationFailed
+from core.api import validate
+from core.errors import ValidationFailed
 from generation.serializers import ChatSerializer, TextSerializer, fast_chat, fast_text
 
 MODELS = ["openai/gpt-4o-mini", " openai/gpt-4o-mini", "bad model", "x" * 201, 5, None, ""]

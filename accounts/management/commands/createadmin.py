@@ -11,8 +11,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from accounts.services import create_or_promote_admin
-from aigateway.errors import ApiError
-from aigateway.management.base import DatabaseCommand
+from core.errors import ApiError
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

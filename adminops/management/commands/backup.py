@@ -8,9 +8,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from aigateway.db import DatabaseLocked, get_database
-from aigateway.db.backup import BackupError, backup_database
-from aigateway.management.base import DatabaseCommand
+from core.db import DatabaseLocked, get_database
+from core.db.backup import BackupError, backup_database
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aigateway.db import DatabaseError
-from aigateway.db.backup import restore_database
+from core.db import DatabaseError
+from core.db.backup import restore_database
 
 
 class Command(BaseCommand):

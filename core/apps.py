@@ -1,8 +1,8 @@
 from django.apps import AppConfig
 
 
-class AigatewayConfig(AppConfig):
-    name = "aigateway"
+class CoreConfig(AppConfig):
+    name = "core"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

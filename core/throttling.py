@@ -78,7 +78,7 @@ class _SettingsRateThrottle(SimpleRateThrottle):
 
 def client_ip(request: Request) -> str:
     # Imported late: DRF imports this module while rest_framework.views is half-loaded.
-    from aigateway.api import client_ip as ip_of
+    from core.api import client_ip as ip_of
 
     return ip_of(request)
 

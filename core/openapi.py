@@ -1,24 +1,23 @@
-"""OpenAPI 3 (drf-spectacular): the error shape, bearer auth, and the errors every view can give.
+"""OpenAPI 3 (drf-spectacular): the error shape and the errors every view can give.
 
 Views declare their own bodies with `@extend_schema(request=..., responses=...)` and the
 errors only they raise with `errors(409, ...)`. The errors that follow from how a view is
-built (auth → 401, IsAdmin → 403, a body → 400/413/415, a path id → 404, and 429/503
-anywhere) are added here, so no operation can forget them.
+built (auth → 401, a permission class with `refuses_signed_in_users` → 403, a body →
+400/413/415, a path id → 404, and 429/503 anywhere) are added here, so no operation can
+forget them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
-from accounts.permissions import IsAdmin
-from aigateway.api import StrictSerializer
+from core.api import StrictSerializer
 
 # What each status means in this API, with the codes a client may see.
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -113,7 +112,7 @@ class GatewaySchema(AutoSchema):
         permissions = getattr(self.view, "permission_classes", [])
         if self.view.get_authenticators() and not all(p is AllowAny for p in permissions):
             statuses.append(401)
-        if any(isinstance(p, type) and issubclass(p, IsAdmin) for p in permissions):
+        if any(getattr(p, "refuses_signed_in_users", False) for p in permissions):
             statuses.append(403)
         if self.method in ("POST", "PUT", "PATCH") and self.get_request_serializer() is not None:
             statuses += [400, 413, 415]
@@ -140,22 +139,6 @@ class GatewaySchema(AutoSchema):
             if str(status) in responses:
                 responses[str(status)].setdefault("headers", {}).update(headers)
         return dict(sorted(responses.items()))
-
-
-class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
-    target_class = "accounts.authentication.BearerAuthentication"
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": (
-                "`Authorization: Bearer <token>` with an access token from "
-                "`POST /api/auth/login` (a JWT, 15 minutes) or a personal API key "
-                "(`agw_...`, from `POST /api/auth/keys`)."
-            ),
-        }
 
 
 # -- plain Django JSON views, outside DRF ------------------------------------------------

@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from aigateway.db import DatabaseBusy, DatabaseError, IntegrityViolation
-from aigateway.errors import ApiError, Conflict, RateLimited, ValidationFailed
+from core.db import DatabaseBusy, DatabaseError, IntegrityViolation
+from core.errors import ApiError, Conflict, RateLimited, ValidationFailed
 
 log = logging.getLogger(__name__)
 

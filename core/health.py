@@ -7,8 +7,8 @@ import asyncio
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_safe
 
-from aigateway.db import DatabaseError, get_database
-from aigateway.db.database import list_migrations, schema_version
+from core.db import DatabaseError, get_database
+from core.db.database import list_migrations, schema_version
 
 
 @require_safe  # probes use GET or HEAD; anything else is 405

@@ -22,7 +22,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import duckdb
 
-from aigateway.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
+from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from aigateway.db import DatabaseError, DatabaseLocked, close_database, get_database
+from core.db import DatabaseError, DatabaseLocked, close_database, get_database
 
 
 class DatabaseCommand(BaseCommand):

@@ -78,7 +78,7 @@ class InlineMiddleware:
     hop each, ~100 µs here). Their hooks only do in-memory work in this project
     (signed-cookie sessions, cookie messages), so they run directly on the event loop.
     The JSON API authenticates with bearer tokens, never cookies, so /api/ gets only the
-    security headers; pages get the whole set, plus request.gateway_user.
+    security headers; pages get the whole set.
     """
 
     sync_capable = False
@@ -102,8 +102,6 @@ class InlineMiddleware:
 
     async def __call__(self, request: HttpRequest) -> Any:
         # Django's stubs type these hooks for HttpResponse; they accept any response.
-        from accounts.web import attach_page_user
-
         early = self.security.process_request(request)
         if early is not None:
             return self.security.process_response(request, early)
@@ -113,7 +111,6 @@ class InlineMiddleware:
         self.session.process_request(request)
         self.messages.process_request(request)
         self.csrf.process_request(request)
-        attach_page_user(request)
         response = await self.get_response(request)
         response = self.xframe.process_response(request, response)
         response = self.messages.process_response(request, response)
@@ -134,7 +131,7 @@ class InlineMiddleware:
         """A page whose service refused (not found, bad upstream…) shows it in the site's look."""
         from django.shortcuts import render
 
-        from aigateway.errors import ApiError
+        from core.errors import ApiError
 
         if request.path.startswith(API_PREFIX) or not isinstance(exception, ApiError):
             return None

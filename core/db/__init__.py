@@ -6,8 +6,8 @@ import threading
 
 from django.conf import settings
 
-from aigateway.db.database import Connection, Database, Tx
-from aigateway.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
+from core.db.database import Connection, Database, Tx
+from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 
 __all__ = [
     "Connection",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from aigateway.errors import ApiError
+from core.errors import ApiError
 
 
 def apply_api_error(form: forms.Form, error: ApiError) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import duckdb
 
-from aigateway.db.database import Database, Tx, schema_version, translate_error
-from aigateway.db.errors import DatabaseError, DatabaseLocked
+from core.db.database import Database, Tx, schema_version, translate_error
+from core.db.errors import DatabaseError, DatabaseLocked
 
 
 class BackupError(DatabaseError):

@@ -1,0 +1,31 @@
+"""Pages learn who is signed in: request.gateway_user, checked against the directory."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+
+from accounts.web import attach_page_user
+
+API_PREFIX = "/api/"
+
+
+class PageUserMiddleware:
+    """After the session middleware: set request.gateway_user for every page request.
+
+    The JSON API authenticates bearer credentials in DRF instead, so /api/ is left alone.
+    """
+
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if not request.path.startswith(API_PREFIX):
+            attach_page_user(request)
+        return await self.get_response(request)
