@@ -214,7 +214,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsSignedIn"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JsonBodyParser"],
     "EXCEPTION_HANDLER": "core.api.api_exception_handler",
     "UNAUTHENTICATED_USER": "accounts.identity.Anonymous",
     "UNAUTHENTICATED_TOKEN": None,

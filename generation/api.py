@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,6 +21,7 @@ from accounts.authentication import request_user
 from core.api import ApiView, page_params, paginated, validate
 from core.errors import ApiError, ValidationFailed
 from core.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
+from core.parsers import JsonBodyParser
 from generation import services
 from generation.openapi import (
     ChatAnswerSerializer,
@@ -192,7 +193,7 @@ class VideoView(ApiView):
 
 
 class VideoFromImageView(ApiView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [JsonBodyParser, MultiPartParser]
 
     @extend_schema(
         tags=["ai"],

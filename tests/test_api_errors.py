@@ -69,3 +69,67 @@ def test_healthz_and_readyz_answer_without_auth(anon):
     ready = anon.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["schema_version"] >= 1
+
+
+# -- hostile JSON -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [101, 1_000, 100_000])
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/register"])
+def test_deeply_nested_json_is_a_400_at_any_depth(anon, caplog, path, depth):
+    body = "[" * depth + "]" * depth
+    response = anon.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+    assert "Traceback" not in caplog.text
+
+
+def test_deeply_nested_json_inside_an_object_is_a_400(admin, alice):
+    role = "[" * 900 + "]" * 900
+    response = admin.client.put(
+        f"/api/users/{alice.id}/role",
+        data='{"role": ' + role + "}",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {admin.access}"},
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+
+
+def test_deeply_nested_json_reaches_neither_the_fast_path_nor_the_serializer(alice):
+    chat = '{"model": "a/b", "stream": ' + "[" * 5000 + "]" * 5000 + ', "messages": []}'
+    response = alice.client.post(
+        "/api/ai/chat", data=chat, content_type="application/json",
+        headers={"Authorization": f"Bearer {alice.access}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+
+
+def test_json_nested_as_deep_as_a_client_could_need_is_still_json(anon):
+    email = "[" * 99 + '"a@example.com"' + "]" * 99
+    response = anon.post(
+        "/api/auth/login", data='{"email": ' + email + ', "password": "x"}',
+        content_type="application/json",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+
+
+def test_nan_and_infinity_are_not_json(anon):
+    response = anon.post(
+        "/api/auth/login", data='{"email": NaN, "password": Infinity}',
+        content_type="application/json",
+    )  # fmt: skip
+    assert error_code(response) == "malformed_json"
+
+
+def test_load_json_refuses_depth_without_recursion():
+    from core.parsers import MAX_JSON_DEPTH, load_json
+
+    assert load_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    for depth in (MAX_JSON_DEPTH + 1, 10_000):
+        with pytest.raises(ValueError):
+            load_json("[" * depth + "]" * depth)
+    with pytest.raises(ValueError):
+        load_json('{"a": ' * 200 + "1" + "}" * 200)

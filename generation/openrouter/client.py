@@ -11,7 +11,6 @@ carrying `latency_ms`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
+
+from core.parsers import load_json
 
 from .errors import (
     TRANSPORT_ERRORS,
@@ -79,7 +80,7 @@ class _Answer:
 
     def json_object(self) -> dict[str, Any]:
         try:
-            body = json.loads(self.content)
+            body = load_json(self.content)
         except (ValueError, UnicodeDecodeError):
             body = None
         if not isinstance(body, dict):
@@ -100,7 +101,7 @@ class _ChatStream:
 
     def absorb(self, data: str) -> ContentDelta | None:
         try:
-            chunk = json.loads(data)
+            chunk = load_json(data)
         except ValueError:
             chunk = None
         if not isinstance(chunk, dict):
