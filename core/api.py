@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 
 from core.db import DatabaseBusy, DatabaseError, IntegrityViolation
 from core.errors import ApiError, Conflict, RateLimited, ValidationFailed
+from core.parsers import MalformedMultipart
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +245,13 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, MultiPartParserError):  # a form Django itself failed to read
+        error: ApiError = MalformedMultipart()
+        if request.path.startswith("/api/"):
+            return json_error(error)
+        from django.shortcuts import render
+
+        return render(request, "error.html", {"error": error}, status=error.status)
     if request.path.startswith("/api/"):
         return json_error(ApiError("The request was refused.", code="bad_request", status=400))
     from django.views.defaults import bad_request as default_bad_request

@@ -1,4 +1,4 @@
-"""Request bodies: JSON that can never crash the decoder.
+"""Request bodies: JSON that can never crash the decoder, and multipart with its own error.
 
 Every JSON body, from a client or from the upstream provider, goes through `load_json`:
 Python's decoder recurses once per nesting level and raises RecursionError near 1,000
@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, MultiPartParser, get_encoding  # type: ignore[attr-defined]
 from rest_framework.utils.json import strict_constant
 
 from core.errors import ApiError
@@ -24,6 +25,15 @@ class MalformedJson(ApiError):
     status = 400
     code = "malformed_json"
     message = "The body is not valid JSON."
+
+
+class MalformedMultipart(ApiError):
+    status = 400
+    code = "malformed_multipart"
+    message = (
+        "The body is not a valid multipart form: check the boundary in the Content-Type "
+        "header and keep each part's headers, such as the file name, under 1 KB."
+    )
 
 
 class JsonTooDeep(ValueError):
@@ -70,3 +80,13 @@ class JsonBodyParser(JSONParser):
             ) from None
         except ValueError:
             raise MalformedJson() from None
+
+
+class MultipartBodyParser(MultiPartParser):
+    """DRF's multipart parser, whose failures say they are about a multipart form."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except ParseError:
+            raise MalformedMultipart() from None

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,7 +20,7 @@ from accounts.authentication import request_user
 from core.api import ApiView, page_params, paginated, validate
 from core.errors import ApiError, ValidationFailed
 from core.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
-from core.parsers import JsonBodyParser
+from core.parsers import JsonBodyParser, MultipartBodyParser
 from generation import services
 from generation.openapi import (
     ChatAnswerSerializer,
@@ -193,7 +192,7 @@ class VideoView(ApiView):
 
 
 class VideoFromImageView(ApiView):
-    parser_classes = [JsonBodyParser, MultiPartParser]
+    parser_classes = [JsonBodyParser, MultipartBodyParser]
 
     @extend_schema(
         tags=["ai"],

@@ -133,3 +133,31 @@ def test_load_json_refuses_depth_without_recursion():
             load_json("[" * depth + "]" * depth)
     with pytest.raises(ValueError):
         load_json('{"a": ' * 200 + "1" + "}" * 200)
+
+
+# -- hostile multipart --------------------------------------------------------------------
+
+LONG_FILENAME = (
+    b'--XX\r\nContent-Disposition: form-data; name="image"; filename="'
+    + b"a" * 5000
+    + b'.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--XX--\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--XX\r\n\r\n--XX--\r\n"),  # no boundary
+        ("multipart/form-data; boundary=", b"--\r\n"),  # an empty one
+        ("multipart/form-data; boundary=XX", LONG_FILENAME),
+    ],
+)
+def test_a_broken_multipart_body_says_so_in_its_own_code(alice, content_type, body):
+    response = alice.client.post(
+        "/api/generate/video/from-image", data=body, content_type=content_type,
+        headers={"Authorization": f"Bearer {alice.access}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_multipart"
+    assert "JSON" not in response.json()["error"]["message"]
+    assert "multipart" in response.json()["error"]["message"]

@@ -383,3 +383,23 @@ def test_the_login_form_is_rate_limited_per_address(alice, settings):
     assert int(limited["Retry-After"]) >= 1
     assert "Too many attempts" in text_of(limited)
     cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--XX\r\n\r\n--XX--\r\n"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="image"; filename="'
+            + b"a" * 5000
+            + b'.png"\r\n\r\nx\r\n--XX--\r\n',
+        ),
+    ],
+)
+def test_a_broken_multipart_form_is_a_400_page_that_says_why(alice, content_type, body):
+    response = browser(alice).post(
+        "/generate/video?tab=image", data=body, content_type=content_type
+    )
+    assert response.status_code == 400
+    assert "not a valid multipart form" in text_of(response)
