@@ -23,6 +23,7 @@ from adminops.serializers import (
 from core.api import ApiView, client_ip, page_params, paginated
 from core.errors import ValidationFailed
 from core.openapi import PAGE_PARAMETERS, integer
+from core.params import whole_number_param
 
 TAGS = ["admin"]
 MAX_FILTER_LENGTH = 320
@@ -33,12 +34,10 @@ class AdminView(ApiView):
 
 
 def _days(request: Request) -> int:
-    raw = request.query_params.get("days", str(services.STATS_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= services.MAX_STATS_DAYS:
-        raise ValidationFailed(
-            fields={"days": f"Must be a whole number from 1 to {services.MAX_STATS_DAYS}."}
-        )
-    return int(raw)
+    return whole_number_param(
+        request.query_params, "days", default=services.STATS_DAYS,
+        minimum=1, maximum=services.MAX_STATS_DAYS,
+    )  # fmt: skip
 
 
 class StatsView(AdminView):

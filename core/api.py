@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from core.db import DatabaseBusy, DatabaseError, IntegrityViolation
 from core.errors import ApiError, Conflict, RateLimited, ValidationFailed
+from core.params import MAX_PAGE, whole_number_param
 from core.parsers import MalformedMultipart
 
 log = logging.getLogger(__name__)
@@ -199,16 +200,17 @@ def client_ip(request: HttpRequest | Request) -> str:
 def page_params(
     request: Request, *, default_size: int = 20, max_size: int = 100
 ) -> tuple[int, int]:
-    """(page, page_size) from the query string, validated."""
-    fields = {}
+    """(page, page_size) from the query string, validated (see core.params)."""
+    query = request.query_params
+    fields: dict[str, str] = {}
     values = []
-    for name, default, ceiling in (("page", 1, 1_000_000), ("page_size", default_size, max_size)):
-        raw = request.query_params.get(name, str(default))
-        if not raw.isdigit() or not 1 <= int(raw) <= ceiling:
-            fields[name] = f"Must be a whole number from 1 to {ceiling}."
-            values.append(default)
-        else:
-            values.append(int(raw))
+    for name, default, ceiling in (("page", 1, MAX_PAGE), ("page_size", default_size, max_size)):
+        try:
+            values.append(
+                whole_number_param(query, name, default=default, minimum=1, maximum=ceiling)
+            )
+        except ValidationFailed as exc:
+            fields.update(exc.fields)
     if fields:
         raise ValidationFailed(fields=fields)
     return values[0], values[1]

@@ -20,6 +20,7 @@ from accounts.authentication import request_user
 from core.api import ApiView, page_params, paginated, validate
 from core.errors import ApiError, ValidationFailed
 from core.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
+from core.params import ascii_whole_number
 from core.parsers import JsonBodyParser, MultipartBodyParser
 from generation import services
 from generation.openapi import (
@@ -223,8 +224,9 @@ def _coerce_form(fields: dict[str, Any]) -> dict[str, Any]:
     """Multipart fields are strings: turn the numeric and boolean ones into JSON types."""
     coerced: dict[str, Any] = {}
     for name, value in fields.items():
-        if name in ("duration", "seed") and isinstance(value, str) and value.isdigit():
-            coerced[name] = int(value)
+        number = ascii_whole_number(value) if isinstance(value, str) else None
+        if name in ("duration", "seed") and number is not None:
+            coerced[name] = number
         elif name == "generate_audio" and value in ("true", "false"):
             coerced[name] = value == "true"
         elif isinstance(value, str) and value == "" and name not in ("model", "prompt"):

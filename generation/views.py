@@ -22,6 +22,7 @@ from core.api import json_error
 from core.db import get_database
 from core.errors import ApiError, ValidationFailed
 from core.forms import apply_api_error
+from core.params import page_number
 from generation import conversations, services
 from generation import repository as repo
 from generation.api import file_response, sse_response
@@ -204,8 +205,7 @@ async def history(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
     if kind not in (None, "text", "chat", "image", "video"):
         kind = None
-    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
-    page = max(page, 1)
+    page = page_number(request.GET)
     items, total = await services.list_history(
         current_user(request), kind=kind, page=page, page_size=HISTORY_PAGE_SIZE
     )
