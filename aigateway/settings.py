@@ -215,6 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsSignedIn"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JsonBodyParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.GatewayContentNegotiation",
     "EXCEPTION_HANDLER": "core.api.api_exception_handler",
     "UNAUTHENTICATED_USER": "accounts.identity.Anonymous",
     "UNAUTHENTICATED_TOKEN": None,

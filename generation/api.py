@@ -90,6 +90,8 @@ class TextView(ApiView):
 
 
 class ChatView(ApiView):
+    streams_events = True  # `Accept: text/event-stream` suits it (core.negotiation)
+
     @extend_schema(
         tags=["ai"],
         summary="Multi-turn chat; with stream: true, Server-Sent Events",
