@@ -236,6 +236,8 @@ RATE_LIMITS = {
     "user": envrate("RATE_LIMIT_USER", "600/min"),
     "anon": envrate("RATE_LIMIT_ANON", "120/min"),
     "auth": envrate("RATE_LIMIT_AUTH", "20/min"),
+    # Failed authentications (bad, expired or revoked tokens and keys) per client IP.
+    "auth_failures": envrate("RATE_LIMIT_AUTH_FAILURES", "30/min"),
 }
 REDIS_URL = envstr("REDIS_URL")
 CACHES = {

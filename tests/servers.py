@@ -91,6 +91,7 @@ def gateway_env(data_dir: Path, overrides: Mapping[str, str] | None = None) -> d
         RATE_LIMIT_USER="off",
         RATE_LIMIT_ANON="off",
         RATE_LIMIT_AUTH="off",
+        RATE_LIMIT_AUTH_FAILURES="off",
     )
     env.update(overrides or {})
     return env
