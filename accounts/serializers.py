@@ -22,6 +22,15 @@ class ProfileUpdateSerializer(StrictSerializer):
     email = StrictCharField(max_length=320, required=False)
     password = StrictCharField(max_length=1024, required=False, trim_whitespace=False)
     current_password = StrictCharField(max_length=1024, trim_whitespace=False)
+    revoke_api_keys = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="With a new password: also revoke every API key (default true).",
+    )
+
+    def to_internal_value(self, data: Any) -> Any:
+        _refuse_non_boolean(data, "revoke_api_keys")
+        return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "email" not in attrs and "password" not in attrs:
@@ -37,14 +46,14 @@ class ActiveSerializer(StrictSerializer):
     is_active = serializers.BooleanField()
 
     def to_internal_value(self, data: Any) -> Any:
-        # JSON booleans only: "false" or 0 must not quietly disable an account.
-        if (
-            isinstance(data, dict)
-            and "is_active" in data
-            and not isinstance(data["is_active"], bool)
-        ):
-            raise serializers.ValidationError({"is_active": ["Must be true or false."]})
+        _refuse_non_boolean(data, "is_active")
         return super().to_internal_value(data)
+
+
+def _refuse_non_boolean(data: Any, name: str) -> None:
+    """JSON booleans only: "false" or 0 must not quietly mean what it seems to."""
+    if isinstance(data, dict) and name in data and not isinstance(data[name], bool):
+        raise serializers.ValidationError({name: ["Must be true or false."]})
 
 
 class ApiKeyCreateSerializer(StrictSerializer):

@@ -74,7 +74,10 @@ async def change_active(request: HttpRequest, user_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(
-            request, f"{user.email} is {'enabled' if active else 'disabled and signed out'}."
+            request,
+            f"{user.email} is enabled; API keys revoked when it was disabled stay revoked."
+            if active
+            else f"{user.email} is disabled, signed out everywhere, and its API keys are revoked.",
         )
     return _back_to_users(request)
 
