@@ -1,4 +1,4 @@
-"""ASGI entry point: `python -m uvicorn aigateway.asgi:application` (one process).
+"""ASGI entry point, served by `python -m aigateway.serve` (uvicorn, one process).
 
 Around Django: a lifespan handler that opens (and migrates) the database at start-up and
 flushes and closes it at shutdown, a check of the Host header against ALLOWED_HOSTS for

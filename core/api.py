@@ -7,7 +7,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
@@ -189,12 +188,11 @@ def validate(serializer_class: type[S], data: Any, **kwargs: Any) -> dict[str, A
 
 
 def client_ip(request: HttpRequest | Request) -> str:
-    meta = request.META
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return str(forwarded.split(",")[0].strip())
-    return str(meta.get("REMOTE_ADDR", ""))
+    """The client's address, for rate limits and the audit log: the peer uvicorn saw, or
+    with BEHIND_PROXY the address a trusted proxy forwarded (uvicorn's --proxy-headers
+    rewrites it; see aigateway.serve). X-Forwarded-For is never read here: any client
+    can send one."""
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def page_params(
