@@ -68,9 +68,11 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
 
 def warm_up() -> None:
     from accounts.identity import get_directory
+    from generation.ledger import book_interrupted_calls
     from generation.recorder import get_recorder
 
     get_database()
+    book_interrupted_calls()
     get_directory()
     get_recorder()
     log.info("database ready at %s", settings.DUCKDB_PATH)
