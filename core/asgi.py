@@ -19,6 +19,8 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.http.request import split_domain_port, validate_host
 
+from core.params import ascii_whole_number
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -123,7 +125,10 @@ def limit_body_size(app: ASGIApp) -> ASGIApp:
             return
         limit = body_limit_for(scope["path"])
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+            if name == b"content-length" and (
+                (declared := ascii_whole_number(value.decode("latin-1"))) is None
+                or declared > limit
+            ):
                 await _send_413(scope, send)
                 return
         received = 0

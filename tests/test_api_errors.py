@@ -161,3 +161,15 @@ def test_a_broken_multipart_body_says_so_in_its_own_code(alice, content_type, bo
     assert error_code(response) == "malformed_multipart"
     assert "JSON" not in response.json()["error"]["message"]
     assert "multipart" in response.json()["error"]["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("declared", ["²", "9" * 5000, "-1", "1e3"])
+async def test_a_nonsense_content_length_is_a_413_before_django(database, declared):
+    from tests.test_hosts import asgi_request
+
+    status, _, body = await asgi_request(
+        "/api/auth/login", method="POST", headers={"content-length": declared}, body=b"{}"
+    )
+    assert status == 413
+    assert b"payload_too_large" in body

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
+from core.params import ascii_whole_number
 from core.parsers import load_json
 
 from .errors import (
@@ -570,9 +571,9 @@ async def _event_data(response: httpx.Response) -> AsyncGenerator[str, None]:
 
 
 async def _read_body(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+    declared = ascii_whole_number(response.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
+        raise too_large(limit)  # the size counted below holds an undeclared body to it too
     chunks: list[bytes] = []
     size = 0
     failure: OpenRouterError | None = None
