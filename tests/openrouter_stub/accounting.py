@@ -51,11 +51,10 @@ def usage_json(
     }
 
 
-def end_user(request: Request, body: dict[str, Any], state: StubState) -> str | None:
-    """Reference §8 `user`: noted for every generation request, refused when the
-    `require_user` switch is on and the request names nobody."""
+def end_user(body: dict[str, Any], state: StubState) -> str | None:
+    """Reference §8 `user` (the app notes it for every generation request): refused when
+    it is not a string, or when the `require_user` switch is on and it names nobody."""
     user = body.get("user")
-    state.note_user(request.path, body.get("model"), user)
     if user is not None and not isinstance(user, str):
         raise ApiError(400, '"user" must be a string')
     if state.require_user and not (user or "").strip():

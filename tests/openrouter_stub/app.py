@@ -39,6 +39,7 @@ class Route:
     handler: Handler
     public: bool = False  # reachable without a bearer key (reference §1: model listings)
     control: bool = False  # /_stub/: no auth, not logged, never faulted
+    generation: bool = False  # its `user` field is noted (reference §8), faulted or not
 
 
 ROUTES: tuple[Route, ...] = (
@@ -50,10 +51,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/key", listings.get_key),
     Route("GET", "/api/v1/credits", listings.get_credits),
     Route("GET", "/api/v1/generation", accounting.get_generation),
-    Route("POST", "/api/v1/chat/completions", chat.chat_completions),
-    Route("POST", "/api/v1/embeddings", embeddings.create_embeddings),
-    Route("POST", "/api/v1/images", images.create_images),
-    Route("POST", "/api/v1/videos", videos.create_video),
+    Route("POST", "/api/v1/chat/completions", chat.chat_completions, generation=True),
+    Route("POST", "/api/v1/embeddings", embeddings.create_embeddings, generation=True),
+    Route("POST", "/api/v1/images", images.create_images, generation=True),
+    Route("POST", "/api/v1/videos", videos.create_video, generation=True),
     Route("GET", "/api/v1/videos/{job_id}", videos.get_video),
     Route("GET", "/api/v1/videos/{job_id}/content", videos.get_video_content),
     Route("GET", "/_stub/health", control.health, control=True),
@@ -172,6 +173,10 @@ class StubApp:
             raise ApiError(405 if path_known else 404, None if path_known else "Not Found")
         if not route.public and not valid:
             raise _unauthorized(present)
+        if route.generation:
+            body = request.json_or_none()
+            if isinstance(body, dict):
+                self.state.note_user(request.path, body.get("model"), body.get("user"))
         request.path_params = params
         fault = await self._apply_fault(request)
         return await route.handler(request, self.state, fault)

@@ -589,7 +589,7 @@ async def chat_completions(
 ) -> Response | StreamResponse:
     """Reference §3: ChatResult, or an SSE stream of ChatStreamChunks when `stream` is true."""
     body = request.json_object()
-    user = end_user(request, body, state)
+    user = end_user(body, state)
     plan = plan_chat(body)
     streamed = body.get("stream") is True
     breaking = fault is not None and fault.break_stream_after is not None

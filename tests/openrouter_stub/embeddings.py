@@ -97,7 +97,7 @@ async def create_embeddings(
 ) -> Response:
     """`{object: "list", data: [{object: "embedding", embedding, index}], model, id, usage}`."""
     body = request.json_object()
-    user = end_user(request, body, state)
+    user = end_user(body, state)
     model = _embedding_model(body.get("model"))
     items = _inputs(body.get("input"))
     encoding = body.get("encoding_format", "float")

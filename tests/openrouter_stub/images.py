@@ -66,7 +66,7 @@ async def create_images(request: Request, state: StubState, fault: FaultRule | N
     `id` in the body), so `GET /generation` can cost it.
     """
     body = request.json_object()
-    user = end_user(request, body, state)
+    user = end_user(body, state)
     model, image_api = _image_model(body.get("model"))
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():

@@ -111,7 +111,7 @@ def _job_json(job: VideoJob, request: Request, state: StubState) -> dict[str, An
 async def create_video(request: Request, state: StubState, fault: FaultRule | None) -> Response:
     """Reference §5 `POST /videos`: validate against the model's sets, answer 202 with a job."""
     body = request.json_object()
-    user = end_user(request, body, state)
+    user = end_user(body, state)
     model, spec = _video_model(body.get("model"))
     has_frames = _validate_frame_images(body, model, spec)
     has_references = _validate_input_references(body)

@@ -504,8 +504,12 @@ def test_every_generation_request_records_its_user(stub: StubServer, client: htt
         assert client.post(path, json=body).status_code in (200, 202), path
     client.post(CHAT, json=user_says("nobody"))
     client.get("/models")
-    assert stub.users() == ["pseudonym-7f3a"] * 5 + [None]
-    assert stub.users("/api/v1/embeddings") == ["pseudonym-7f3a"]
+    stub.add_fault(path="/api/v1/embeddings", status=429, times=1)
+    limited = {"model": EMBEDDING_MODEL, "input": "x", "user": "pseudonym-7f3a"}
+    assert client.post("/embeddings", json=limited).status_code == 429
+    httpx.post(stub.base_url + CHAT, json={**user_says("no key"), "user": "anonymous"})
+    assert stub.users() == ["pseudonym-7f3a"] * 5 + [None, "pseudonym-7f3a"]
+    assert stub.users("/api/v1/embeddings") == ["pseudonym-7f3a"] * 2  # faulted ones too
     entries = httpx.get(stub.root_url + "/_stub/users?path=/api/v1/chat").json()["users"]
     assert [(e["path"], e["model"], e["user"]) for e in entries] == [
         ("/api/v1/chat/completions", TEXT_MODEL, "pseudonym-7f3a"),
