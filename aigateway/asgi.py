@@ -1,4 +1,4 @@
-"""ASGI entry point, served by `python -m aigateway.serve` (uvicorn, one process).
+"""ASGI entry point, served by `python -m aigateway.serve` (uvicorn).
 
 Around Django: a lifespan handler that opens (and migrates) the database at start-up and
 flushes and closes it at shutdown, a check of the Host header against ALLOWED_HOSTS for
@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aigateway.settings")
 
 import django
-from django.conf import settings
 
 from core.asgi import (
     ASGIApp,
@@ -27,7 +26,7 @@ from core.asgi import (
     require_allowed_host,
     serve_static,
 )
-from core.db import DatabaseError, close_database, get_database
+from core.db import DatabaseError, close_database, get_database, one_process_only
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,10 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                refusal = one_process_only(web_concurrency())
+                if refusal:  # e.g. a bare `uvicorn` started with WEB_CONCURRENCY=4
+                    await send({"type": "lifespan.startup.failed", "message": refusal})
+                    return
                 try:
                     await asyncio.to_thread(warm_up)
                 except DatabaseError as exc:
@@ -66,16 +69,24 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
     return lifespan
 
 
+def web_concurrency() -> int:
+    """The worker count uvicorn was told through the environment (1 if unset or unreadable)."""
+    try:
+        return max(1, int(os.environ.get("WEB_CONCURRENCY") or 1))
+    except ValueError:
+        return 1
+
+
 def warm_up() -> None:
     from accounts.identity import get_directory
     from generation.ledger import book_interrupted_calls
     from generation.recorder import get_recorder
 
-    get_database()
+    db = get_database()
     book_interrupted_calls()
     get_directory()
     get_recorder()
-    log.info("database ready at %s", settings.DUCKDB_PATH)
+    log.info("database ready: %s %s", db.dialect, db.location)
 
 
 def make_django_application() -> GatewayASGIHandler:

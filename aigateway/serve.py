@@ -10,6 +10,8 @@ sends nothing.
   FORWARDED_ALLOW_IPS only (uvicorn takes the right-most address not in that list).
 - SERVER_LIMIT_CONCURRENCY, SERVER_KEEP_ALIVE_TIMEOUT, SERVER_HEADER_TIMEOUT: see
   core/server.py.
+- --workers (default: WEB_CONCURRENCY, as uvicorn reads it, else 1): more than one is
+  refused on DuckDB, which lets one process open the file.
 """
 
 from __future__ import annotations
@@ -32,7 +34,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--backlog", type=int, default=2048, help="listen backlog (uvicorn's)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes (default: $WEB_CONCURRENCY, else 1); DuckDB allows one",
+    )
     return parser.parse_args(argv)
+
+
+def refuse_workers(workers: int) -> None:
+    """Stop with one sentence when the database cannot be shared by `workers` processes."""
+    from core.db import one_process_only
+
+    reason = one_process_only(workers)
+    if reason:
+        raise SystemExit(f"aigateway: {reason}")
 
 
 def uvicorn_options(settings: Any) -> dict[str, Any]:
@@ -101,8 +118,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = uvicorn_options(settings)  # a bad setting stops here, in one line
     config = uvicorn.Config(
         "aigateway.asgi:application", host=args.host, port=args.port, backlog=args.backlog,
-        **options,
+        workers=args.workers, **options,
     )  # fmt: skip
+    refuse_workers(config.workers)  # uvicorn read WEB_CONCURRENCY when --workers was not given
+    if config.workers > 1:
+        log.warning("aigateway: %d workers asked for; this command runs one", config.workers)
     log.info("aigateway: %s", describe(options, settings))
     uvicorn.Server(config).run()
 

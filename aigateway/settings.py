@@ -82,6 +82,17 @@ def envsecret(name: str) -> str:
     return envstr(name)
 
 
+def envdatabaseurl(name: str) -> str:
+    """A PostgreSQL URL (postgresql://user:password@host:port/database?options), or empty."""
+    url = envsecret(name)
+    if url and not re.match(r"^postgres(ql)?://", url):
+        _fail(
+            f"{name} must be a PostgreSQL URL such as postgresql://user:password@host/aigateway;"
+            " leave it unset to use the DuckDB file at DUCKDB_PATH."
+        )
+    return url
+
+
 def envaddresses(name: str, default: str) -> list[str]:
     """Comma-separated IP addresses or networks (CIDR), or "*" for any."""
     values = envlist(name, default)
@@ -165,9 +176,15 @@ TEMPLATES = [
     },
 ]
 
-# Application data lives in DuckDB behind the repository layer, never in the Django ORM.
+# Application data lives behind the repository layer, never in the Django ORM: the DuckDB
+# file at DUCKDB_PATH (one process), or PostgreSQL when DATABASE_URL is set (many).
 DATABASES: dict[str, dict[str, str]] = {}
 DUCKDB_PATH = envstr("DUCKDB_PATH", str(BASE_DIR / "data" / "aigateway.duckdb"))
+DATABASE_URL = envdatabaseurl("DATABASE_URL")
+# Connections each server process keeps to PostgreSQL at most (all workers together must
+# stay under the server's max_connections), and how long a request waits for a free one.
+DATABASE_POOL_SIZE = envint("DATABASE_POOL_SIZE", 10, minimum=1)
+DATABASE_POOL_TIMEOUT = envfloat("DATABASE_POOL_TIMEOUT", 10.0)
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(BASE_DIR / "media")))
 # Where POST /api/admin/backup writes snapshots of the running server's database.
 BACKUP_DIR = Path(envstr("BACKUP_DIR", str(BASE_DIR / "backups")))

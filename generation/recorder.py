@@ -72,17 +72,13 @@ class Recorder:
         self.usage.flush_soon()
 
     async def flush(self) -> None:
-        """Queue everything buffered and wait until the writer has committed it."""
+        """Queue everything buffered and wait until it has committed."""
         self.flush_soon()
-        await self.db.awrite(_barrier)
+        await self.db.aflush_writes()
 
     def close(self, tx: Tx) -> None:
         self._stop.set()
         self.usage.flush_in(tx)
-
-
-def _barrier(tx: Tx) -> None:
-    """A no-op write: once it returns, every write queued before it has committed."""
 
 
 def _start_recorder(db: Database) -> Recorder:

@@ -1,4 +1,10 @@
-"""The DuckDB data layer: the process-wide Database and the project's own exceptions."""
+"""The data layer: the process-wide Database, chosen once from settings, and the
+project's own exceptions.
+
+Without DATABASE_URL the database is the DuckDB file at DUCKDB_PATH (one process); with
+`DATABASE_URL=postgresql://…` it is PostgreSQL (any number of processes). Services and
+repositories see the same interface either way (core/db/base.py).
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,45 @@ import threading
 
 from django.conf import settings
 
-from core.db.database import Connection, Database, Tx
+from core.db.base import DUCKDB, POSTGRESQL, Connection, Database, Dialects, Tx, dialect_of
+from core.db.database import DuckDBDatabase
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 
 __all__ = [
+    "DUCKDB",
+    "POSTGRESQL",
     "Connection",
     "Database",
     "DatabaseBusy",
     "DatabaseError",
     "DatabaseLocked",
+    "Dialects",
+    "DuckDBDatabase",
     "IntegrityViolation",
     "Tx",
     "close_database",
+    "database_from_settings",
+    "dialect_of",
     "get_database",
+    "one_process_only",
     "use_database",
 ]
 
 _current: Database | None = None
 _lock = threading.Lock()
+
+
+def database_from_settings() -> Database:
+    """A new, unopened Database of the configured backend."""
+    if settings.DATABASE_URL:
+        from core.db.postgres import PostgresDatabase  # psycopg is imported only if used
+
+        return PostgresDatabase(
+            settings.DATABASE_URL,
+            pool_size=settings.DATABASE_POOL_SIZE,
+            pool_timeout=settings.DATABASE_POOL_TIMEOUT,
+        )
+    return DuckDBDatabase(settings.DUCKDB_PATH)
 
 
 def get_database() -> Database:
@@ -33,13 +60,13 @@ def get_database() -> Database:
     if db is None or not db.is_open:
         with _lock:
             if _current is None:
-                _current = Database(settings.DUCKDB_PATH)
+                _current = database_from_settings()
             db = _current.open()
     return db
 
 
 def use_database(db: Database | None) -> None:
-    """Make db the process's database (tests point this at a fresh file)."""
+    """Make db the process's database (tests point this at a fresh one)."""
     global _current
     with _lock:
         _current = db
@@ -51,3 +78,14 @@ def close_database() -> None:
         if _current is not None:
             _current.close()
             _current = None
+
+
+def one_process_only(workers: int) -> str | None:
+    """Why `workers` server processes cannot share the configured database, or None."""
+    if workers > 1 and not settings.DATABASE_URL:
+        return (
+            f"DuckDB lets one process open the database, so {workers} workers cannot share "
+            f"{settings.DUCKDB_PATH}: run one worker (unset WEB_CONCURRENCY), or set "
+            "DATABASE_URL to a PostgreSQL database to run several."
+        )
+    return None

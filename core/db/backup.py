@@ -8,6 +8,8 @@ function serves `manage.py backup` (server stopped) and POST /api/admin/backup (
 
 A restore copies a backup over DUCKDB_PATH while no process holds it, keeping the file it
 replaces (and that file's WAL, which must never be replayed onto another file).
+
+Both are DuckDB-file features. PostgreSQL has its own tools, which the refusal names.
 """
 
 from __future__ import annotations
@@ -23,12 +25,23 @@ from pathlib import Path
 
 import duckdb
 
-from core.db.database import Database, Tx, schema_version, translate_error
+from core.db.base import Database, Tx
+from core.db.database import DuckDBDatabase, DuckDBTx, schema_version, translate_error
 from core.db.errors import DatabaseError, DatabaseLocked
+
+USE_PG_DUMP = (
+    "This server keeps its data in PostgreSQL (DATABASE_URL), so back it up with pg_dump "
+    "and restore it with pg_restore (see the README's backup section); backup and restore "
+    "here copy DuckDB files."
+)
 
 
 class BackupError(DatabaseError):
     """The backup or restore could not be made; the message says why."""
+
+
+class BackupNotAvailable(BackupError):
+    """The database is not a DuckDB file: its own tools back it up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +66,9 @@ def copy_into(tx: Tx, partial: Path) -> int:
 
     COPY FROM DATABASE writes only to the attached file, and a DuckDB transaction may
     write to one database only, so if the writer groups this with another write the group
-    fails and each job re-runs alone (see Database._run_group); hence the clean start.
+    fails and each job re-runs alone (see DuckDBDatabase._run_group); hence the clean start.
     """
+    assert isinstance(tx, DuckDBTx)
     for leftover in (partial, _wal(partial)):
         leftover.unlink(missing_ok=True)
     alias = "backup_" + secrets.token_hex(6)  # generated, never user input
@@ -74,6 +88,8 @@ def copy_into(tx: Tx, partial: Path) -> int:
 
 def backup_database(db: Database, destination: Path) -> BackupFile:
     """Write a consistent copy of db to destination, a new file (its folder is created)."""
+    if not isinstance(db, DuckDBDatabase):
+        raise BackupNotAvailable(USE_PG_DUMP)
     destination = Path(destination)
     if destination.exists():
         raise BackupError(f"{destination} already exists; choose a new file name.")

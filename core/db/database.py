@@ -1,9 +1,11 @@
-"""One DuckDB database per process: a single serialized writer and per-thread readers.
+"""The DuckDB backend: one database file per process, a single serialized writer and
+per-thread readers.
 
 DuckDB lets one process open a file read-write, and concurrent writers to the same rows
 conflict. So every write function runs on one dedicated writer thread, inside its own
 transaction, one at a time; reads run on per-thread cursors and see committed data.
 Both are callable from sync code and, without blocking the event loop, from async code.
+Repositories' SQL reaches DuckDB untouched: no translation on this path.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import duckdb
 
+from core.db.base import DUCKDB, Connection, Database, Dialect, Tx, log_failure
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 
 log = logging.getLogger(__name__)
@@ -30,35 +33,28 @@ P = ParamSpec("P")
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - an item of a batched write
 
+# DuckDB's migrations; PostgreSQL's twins live in migrations/postgresql/ (same numbers).
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MAX_GROUP_COMMIT = 64
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-Connection = duckdb.DuckDBPyConnection
+DuckDBConnection = duckdb.DuckDBPyConnection
 
 
-class Tx:
-    """The writer's handle inside one transaction: run SQL, queue after-commit callbacks."""
+class DuckDBTx(Tx):
+    """The writer's handle inside one transaction: run SQL, queue after-commit callbacks
+    (they run on the writer thread, in commit order)."""
 
-    __slots__ = ("_after_commit", "con")
+    __slots__ = ("con",)
 
-    def __init__(self, con: Connection) -> None:
+    dialect: Dialect = DUCKDB
+
+    def __init__(self, con: DuckDBConnection) -> None:
+        super().__init__()
         self.con = con
-        self._after_commit: list[Callable[[], None]] = []
 
-    def execute(self, sql: str, params: Any = None) -> Connection:
+    def execute(self, sql: str, params: Any = None) -> DuckDBConnection:
         return self.con.execute(sql, params)
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Run callback on the writer thread once the transaction has committed."""
-        self._after_commit.append(callback)
-
-    def run_after_commit(self) -> None:
-        for callback in self._after_commit:
-            try:
-                callback()
-            except Exception:
-                log.exception("after-commit callback failed")
 
 
 def translate_error(exc: duckdb.Error) -> DatabaseError:
@@ -86,22 +82,21 @@ def list_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Pa
     return found
 
 
-class Database:
+class DuckDBDatabase(Database):
     """The process's DuckDB database: open once, read anywhere, write through one thread."""
 
+    dialect: Dialect = DUCKDB
+
     def __init__(self, path: str | Path) -> None:
+        super().__init__()
         self.path = str(path)
-        self._con: Connection | None = None
+        self._con: DuckDBConnection | None = None
         self._open_lock = threading.Lock()
         self._local = threading.local()
         self._writer: threading.Thread | None = None
         self._queue: SimpleQueue[_WriteJob | None] = SimpleQueue()
         self._writer_thread_id: int | None = None
-        self._close_hooks: list[Callable[[Tx], None]] = []
-        self._cursors: list[Connection] = []
-        # In-process state (caches, buffers) whose lifetime is this database's.
-        self._extensions: dict[str, Any] = {}
-        self._extensions_lock = threading.Lock()
+        self._cursors: list[DuckDBConnection] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -109,7 +104,11 @@ class Database:
     def is_open(self) -> bool:
         return self._con is not None
 
-    def open(self) -> Database:
+    @property
+    def location(self) -> str:
+        return self.path
+
+    def open(self) -> DuckDBDatabase:
         """Open the file (creating it and its folder) and apply pending migrations."""
         with self._open_lock:
             if self._con is not None:
@@ -142,21 +141,6 @@ class Database:
         self.write(apply_migrations)
         return self
 
-    def extension(self, key: str, create: Callable[[Database], T]) -> T:
-        """The in-process companion stored under key (a cache, a buffer), made once by
-        create(db) and living as long as this database."""
-        found = self._extensions.get(key)
-        if found is None:
-            with self._extensions_lock:
-                found = self._extensions.get(key)
-                if found is None:
-                    found = self._extensions[key] = create(self)
-        return found
-
-    def add_close_hook(self, hook: Callable[[Tx], None]) -> None:
-        """Run hook(tx) as a last write just before the database closes (e.g. flush buffers)."""
-        self._close_hooks.append(hook)
-
     def close(self) -> None:
         """Run the close hooks through the writer, finish queued writes, close the file."""
         with self._open_lock:
@@ -179,11 +163,11 @@ class Database:
 
     # -- reads -----------------------------------------------------------------------
 
-    def _reader(self) -> Connection:
+    def _reader(self) -> DuckDBConnection:
         con = self._con
         if con is None:
             raise DatabaseError("The database is not open.")
-        cursor: Connection | None = getattr(self._local, "cursor", None)
+        cursor: DuckDBConnection | None = getattr(self._local, "cursor", None)
         owner = getattr(self._local, "owner", None)
         if cursor is None or owner is not con:
             cursor = con.cursor()
@@ -210,7 +194,7 @@ class Database:
 
     # -- writes ----------------------------------------------------------------------
 
-    def _writer_loop(self, con: Connection) -> None:
+    def _writer_loop(self, con: DuckDBConnection) -> None:
         """Run queued write functions in order; whatever queued up meanwhile commits together."""
         queue = self._queue
         while True:
@@ -234,10 +218,10 @@ class Database:
             if stop:
                 return
 
-    def _run_one(self, con: Connection, job: _WriteJob) -> None:
+    def _run_one(self, con: DuckDBConnection, job: _WriteJob) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
-        tx = Tx(con)
+        tx = DuckDBTx(con)
         try:
             con.execute("BEGIN TRANSACTION")
             if job.batched:
@@ -252,14 +236,14 @@ class Database:
         tx.run_after_commit()
         job.future.set_result(result)
 
-    def _run_group(self, con: Connection, batch: list[_WriteJob]) -> bool:
+    def _run_group(self, con: DuckDBConnection, batch: list[_WriteJob]) -> bool:
         """Group commit: one transaction for the batch. False (rolled back) if any job failed,
         and the caller then runs each job alone, so one bad write never sinks the others."""
-        done: list[tuple[list[_WriteJob], Tx, list[Any]]] = []
+        done: list[tuple[list[_WriteJob], DuckDBTx, list[Any]]] = []
         try:
             con.execute("BEGIN TRANSACTION")
             for run in _runs(batch):
-                tx = Tx(con)
+                tx = DuckDBTx(con)
                 if run[0].batched:
                     results = list(run[0].fn(tx, [job.args[0] for job in run]))
                 else:
@@ -323,7 +307,18 @@ class Database:
         self, fn: Callable[Concatenate[Tx, P], Any], *args: P.args, **kwargs: P.kwargs
     ) -> None:
         """Queue a write nobody waits for (buffers, last-used stamps); failures are logged."""
-        self._submit(fn, args, kwargs).add_done_callback(_log_failure)
+        self._submit(fn, args, kwargs).add_done_callback(log_failure)
+
+    def flush_writes(self) -> None:
+        # The writer runs jobs in order: an empty one returns after everything before it.
+        self.write(_nothing)
+
+    async def aflush_writes(self) -> None:
+        await self.awrite(_nothing)
+
+
+def _nothing(tx: Tx) -> None:
+    """An empty write: once it has run, every write queued before it has committed."""
 
 
 class _WriteJob(NamedTuple):
@@ -346,27 +341,24 @@ def _runs(batch: list[_WriteJob]) -> list[list[_WriteJob]]:
     return runs
 
 
-def _rollback(con: Connection) -> None:
+def _rollback(con: DuckDBConnection) -> None:
     # Nothing may have begun, or the transaction may already be aborted.
     with contextlib.suppress(duckdb.Error):
         con.execute("ROLLBACK")
 
 
-def _log_failure(future: Future[Any]) -> None:
-    exc = future.exception()
-    if exc is not None:
-        log.error("background write failed: %s", exc)
-
-
-def apply_migrations(tx: Tx) -> list[int]:
-    """Apply every numbered .sql file not yet recorded in schema_migrations, in order."""
+def apply_migrations(
+    tx: Tx, migrations: Sequence[tuple[int, str, Path]] | None = None
+) -> list[int]:
+    """Apply every numbered .sql file (DuckDB's unless `migrations` are given) not yet
+    recorded in schema_migrations, in order. The bookkeeping SQL suits both engines."""
     tx.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
     )
     done = {row[0] for row in tx.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
-    for version, name, path in list_migrations():
+    for version, name, path in list_migrations() if migrations is None else migrations:
         if version in done:
             continue
         tx.execute(path.read_text())
@@ -376,6 +368,6 @@ def apply_migrations(tx: Tx) -> list[int]:
     return applied
 
 
-def schema_version(con: Connection) -> int:
+def schema_version(con: Connection | Tx) -> int:
     row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
     return int(row[0]) if row else 0
