@@ -42,7 +42,10 @@ class Directory:
         self._key_stamped: dict[UUID, datetime] = {}  # what the table holds
 
     def load(self, tx: Tx) -> None:
-        """Fill from the database (runs on the writer, so no write can interleave)."""
+        """Fill from the database, run as a write so that no other write of this process
+        publishes between these reads and the install (on PostgreSQL the publication lock
+        gives what the single DuckDB writer gives)."""
+        tx.serialize_publication()
         users = repo.all_users(tx)
         families = repo.live_families(tx, utcnow())
         keys = repo.all_api_key_hashes(tx)

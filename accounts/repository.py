@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from core.clock import aware, utcnow
-from core.db import Connection, Tx
+from core.db import POSTGRESQL, Connection, Tx
 
 ROLES = ("user", "admin")
 
@@ -144,6 +144,18 @@ def delete_user(tx: Tx, user_id: UUID) -> list[str]:
     return hashes
 
 
+# The advisory lock that serializes changes to who is an active admin (any number).
+ADMIN_ROSTER_LOCK = 0x61677701
+
+
+def lock_admin_roster(tx: Tx) -> None:
+    """Take before reading a user to demote, disable or delete and counting the admins left:
+    no other such change, in any process, can then slip between the count and the write.
+    On DuckDB the one writer runs a transaction at a time already."""
+    if tx.dialect == POSTGRESQL:
+        tx.execute("SELECT pg_advisory_xact_lock(?::BIGINT)", [ADMIN_ROSTER_LOCK])
+
+
 def count_admins(tx: Tx, *, active_only: bool = True) -> int:
     sql = "SELECT count(*) FROM users WHERE role = 'admin'"
     if active_only:
@@ -158,7 +170,7 @@ def search_users(
     pattern = (
         "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     )
-    where = "email_key LIKE ? ESCAPE '\\' AND (? IS NULL OR role = ?)"
+    where = "email_key LIKE ? ESCAPE '\\' AND (?::VARCHAR IS NULL OR role = ?)"
     params: list[Any] = [pattern, role, role]
     total_row = con.execute(f"SELECT count(*) FROM users WHERE {where}", params).fetchone()  # noqa: S608
     rows = con.execute(

@@ -36,7 +36,7 @@ from accounts.tokens import (
 )
 from core.audit import record_audit
 from core.clock import utcnow
-from core.db import Tx, get_database
+from core.db import IntegrityViolation, Tx, get_database
 from core.errors import (
     ApiError,
     Conflict,
@@ -162,14 +162,21 @@ async def create_user(email: str, password_hash: str, *, role: str) -> User:
 
     def insert(tx: Tx) -> User:
         if repo.email_taken(tx, email.lower()):
-            raise Conflict("An account with this email already exists.", code="email_taken")
+            raise _email_taken()
         user = repo.insert_user(
             tx, user_id=uuid4(), email=email, password_hash=password_hash, role=role, now=utcnow()
         )
         tx.on_commit(lambda: directory.put_user(user))
         return user
 
-    return await get_database().awrite(insert)
+    try:
+        return await get_database().awrite(insert)
+    except IntegrityViolation:  # the same email, registered by a concurrent transaction
+        raise _email_taken() from None
+
+
+def _email_taken() -> Conflict:
+    return Conflict("An account with this email already exists.", code="email_taken")
 
 
 async def login(email: str, password: str) -> tuple[User, TokenPair]:
@@ -357,7 +364,7 @@ async def update_profile(
         if isinstance(new_email, str) and repo.email_taken(
             tx, new_email.lower(), except_id=user.id
         ):
-            raise Conflict("An account with this email already exists.", code="email_taken")
+            raise _email_taken()
         updated = repo.update_user(tx, user.id, **changes)
         if updated is None:
             raise NotFound("This account no longer exists.", code="user_not_found")
@@ -372,7 +379,10 @@ async def update_profile(
         tx.on_commit(publish)
         return updated
 
-    return await get_database().awrite(apply)
+    try:
+        return await get_database().awrite(apply)
+    except IntegrityViolation:  # the new email, taken by a concurrent transaction
+        raise _email_taken() from None
 
 
 def _revoke_all_api_keys(tx: Tx, user_id: UUID, *, actor: User, reason: str, ip: str | None) -> int:
@@ -429,6 +439,7 @@ async def set_role(actor: User, user_id: UUID, role: str, *, ip: str | None = No
     directory = get_directory()
 
     def apply(tx: Tx) -> User:
+        repo.lock_admin_roster(tx)
         target = _target(tx, user_id)
         if target.role == role:
             return target
@@ -460,6 +471,7 @@ async def set_active(actor: User, user_id: UUID, active: bool, *, ip: str | None
     directory = get_directory()
 
     def apply(tx: Tx) -> User:
+        repo.lock_admin_roster(tx)
         target = _target(tx, user_id)
         if target.is_active == active:
             return target
@@ -498,6 +510,7 @@ async def delete_user(actor: User, user_id: UUID, *, ip: str | None = None) -> N
     directory = get_directory()
 
     def apply(tx: Tx) -> None:
+        repo.lock_admin_roster(tx)
         target = _target(tx, user_id)
         _guard_last_admin(tx, target)
         families = repo.families_of_user(tx, user_id)

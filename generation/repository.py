@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from core.clock import aware
-from core.db import Connection, Tx
+from core.db import Connection, Dialects, Tx
 
 TERMINAL_VIDEO_STATES = frozenset({"completed", "failed", "cancelled", "expired"})
 
@@ -140,18 +140,19 @@ VIDEO_JOB_COLUMNS = (
     " coalesce(missed_polls, 0)"
 )
 _VIDEO_JOB_INSERT_COLUMNS = VIDEO_JOB_COLUMNS.replace("coalesce(missed_polls, 0)", "missed_polls")
+# DOUBLE PRECISION, not DuckDB's DOUBLE: both engines know the standard name.
 _GENERATION_TYPES = (
     "UUID", "UUID", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "TIMESTAMP", "TIMESTAMP", "DOUBLE",
-    "UUID",
+    "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TIMESTAMP", "TIMESTAMP",
+    "DOUBLE PRECISION", "UUID",
 )  # fmt: skip
 _USAGE_COLUMNS = (
     "occurred_at, user_id, kind, model, tokens_in, tokens_out, cost, latency_ms, status,"
     " error_code, generation_id"
 )
 _USAGE_TYPES = (
-    "TIMESTAMP", "UUID", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "DOUBLE",
-    "VARCHAR", "VARCHAR", "UUID",
+    "TIMESTAMP", "UUID", "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE PRECISION",
+    "DOUBLE PRECISION", "VARCHAR", "VARCHAR", "UUID",
 )  # fmt: skip
 
 
@@ -185,7 +186,7 @@ def insert_generations(tx: Tx, generations: Sequence[Generation]) -> None:
 _SETTLE_COLUMNS = (
     ("id", "UUID"), ("model", "VARCHAR"), ("status", "VARCHAR"), ("output_text", "VARCHAR"),
     ("media", "VARCHAR"), ("error_code", "VARCHAR"), ("error_message", "VARCHAR"),
-    ("tokens_in", "INTEGER"), ("tokens_out", "INTEGER"), ("cost", "DOUBLE"),
+    ("tokens_in", "INTEGER"), ("tokens_out", "INTEGER"), ("cost", "DOUBLE PRECISION"),
     ("finished_at", "TIMESTAMP"), ("conversation_id", "UUID"),
 )  # fmt: skip
 _SETTLE_GENERATIONS = (
@@ -264,7 +265,7 @@ def get_generation(con: Connection, generation_id: UUID, user_id: UUID) -> Gener
 def list_generations(
     con: Connection, user_id: UUID, *, kind: str | None, limit: int, offset: int
 ) -> tuple[list[Generation], int]:
-    where = "user_id = ? AND (? IS NULL OR kind = ?)"
+    where = "user_id = ? AND (?::VARCHAR IS NULL OR kind = ?)"
     params = [user_id, kind, kind]
     total = con.execute(f"SELECT count(*) FROM generations WHERE {where}", params).fetchone()  # noqa: S608
     rows = con.execute(
@@ -321,20 +322,24 @@ def get_video_job(
 ) -> VideoJob | None:
     row = con.execute(
         f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
-        " WHERE id = ? AND (? IS NULL OR user_id = ?)",
+        " WHERE id = ? AND (?::UUID IS NULL OR user_id = ?)",
         [job_id, user_id, user_id],
     ).fetchone()
     return VideoJob.from_row(row) if row else None
 
 
+_FIND_BY_POLLING_URL = Dialects(
+    duckdb=f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
+    " WHERE user_id = ? AND list_contains(?::VARCHAR[], polling_url) LIMIT 1",
+    postgresql=f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
+    " WHERE user_id = ? AND polling_url = ANY(?::VARCHAR[]) LIMIT 1",
+)
+
+
 def find_video_job_by_polling_url(
     con: Connection, user_id: UUID, polling_urls: Sequence[str]
 ) -> VideoJob | None:
-    row = con.execute(
-        f"SELECT {VIDEO_JOB_COLUMNS} FROM video_jobs"  # noqa: S608
-        " WHERE user_id = ? AND list_contains(?::VARCHAR[], polling_url) LIMIT 1",
-        [user_id, list(polling_urls)],
-    ).fetchone()
+    row = con.execute(_FIND_BY_POLLING_URL.on(con), [user_id, list(polling_urls)]).fetchone()
     return VideoJob.from_row(row) if row else None
 
 
