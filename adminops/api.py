@@ -22,7 +22,7 @@ from adminops.serializers import (
 )
 from core.api import ApiView, client_ip, page_params, paginated
 from core.errors import ValidationFailed
-from core.openapi import PAGE_PARAMETERS, integer
+from core.openapi import PAGE_PARAMETERS, errors, integer
 from core.params import whole_number_param
 
 TAGS = ["admin"]
@@ -135,10 +135,11 @@ class BackupView(AdminView):
         description=(
             "Writes a consistent snapshot of the running server's database into BACKUP_DIR "
             "(through the writer, so no write interleaves; writes wait meanwhile). "
-            "Audited as `database.backed_up`. Restore: see README."
+            "Audited as `database.backed_up`. Restore: see README. On PostgreSQL: 409 "
+            "`backup_not_available`, with a sentence pointing at pg_dump."
         ),
         request=None,
-        responses={201: BackupSerializer},
+        responses={201: BackupSerializer, **errors(409)},
     )
     async def post(self, request: Request) -> Response:
         made = await services.backup_database(request_user(request), ip=client_ip(request))

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from core.clock import aware
-from core.db import Connection, Tx
+from core.db import Connection, Dialects, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +106,17 @@ def refresh_token_counts(con: Connection, now: datetime) -> TokenCounts:
     return TokenCounts(*(int(value) for value in row))
 
 
+# DuckDB answers a DELETE with the number of rows deleted; PostgreSQL with no rows at all.
+_PURGE_REFRESH_TOKENS = Dialects(
+    duckdb="DELETE FROM refresh_tokens WHERE revoked_at IS NOT NULL OR expires_at <= ?",
+    postgresql="WITH purged AS (DELETE FROM refresh_tokens"
+    " WHERE revoked_at IS NOT NULL OR expires_at <= ? RETURNING 1) SELECT count(*) FROM purged",
+)
+
+
 def purge_refresh_tokens(tx: Tx, now: datetime) -> int:
     """Delete every revoked or expired refresh token; the number deleted."""
-    row = tx.execute(
-        "DELETE FROM refresh_tokens WHERE revoked_at IS NOT NULL OR expires_at <= ?", [now]
-    ).fetchone()
+    row = tx.execute(_PURGE_REFRESH_TOKENS.on(tx), [now]).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -118,7 +124,7 @@ def purge_refresh_tokens(tx: Tx, now: datetime) -> int:
 
 _USAGE_SUMS = (
     "count(*), count(*) FILTER (WHERE status <> 'ok'), coalesce(sum(tokens_in), 0)::BIGINT,"
-    " coalesce(sum(tokens_out), 0)::BIGINT, coalesce(sum(cost), 0)::DOUBLE"
+    " coalesce(sum(tokens_out), 0)::BIGINT, coalesce(sum(cost), 0)::DOUBLE PRECISION"
 )
 _GENERATION_COUNTS = (
     "count(*), count(*) FILTER (WHERE status IN ('failed', 'cancelled', 'expired'))"
@@ -129,7 +135,7 @@ def usage_by_day_and_kind(con: Connection, since: datetime) -> list[UsageTotals]
     """Usage since `since` per (UTC day, kind): totals, kinds and days all add up from it."""
     rows = con.execute(
         f"SELECT occurred_at::DATE, kind, {_USAGE_SUMS} FROM usage_records"  # noqa: S608
-        " WHERE occurred_at >= ? GROUP BY ALL",
+        " WHERE occurred_at >= ? GROUP BY 1, 2",
         [since],
     ).fetchall()
     return [UsageTotals.from_row((row[0], row[1]), row[2:]) for row in rows]
@@ -159,31 +165,37 @@ def usage_top_users(con: Connection, since: datetime, limit: int) -> list[UsageT
 def generations_by_day_and_kind(con: Connection, since: datetime) -> list[GenerationCounts]:
     rows = con.execute(
         f"SELECT created_at::DATE, kind, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
-        " WHERE created_at >= ? GROUP BY ALL",
+        " WHERE created_at >= ? GROUP BY 1, 2",
         [since],
     ).fetchall()
     return [GenerationCounts((day, kind), int(n), int(failed)) for day, kind, n, failed in rows]
 
 
+_GENERATIONS_OF_MODELS = Dialects(
+    duckdb=f"SELECT model, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
+    " WHERE created_at >= ? AND list_contains(?::VARCHAR[], model) GROUP BY model",
+    postgresql=f"SELECT model, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
+    " WHERE created_at >= ? AND model = ANY(?::VARCHAR[]) GROUP BY model",
+)
+_GENERATIONS_OF_USERS = Dialects(
+    duckdb=f"SELECT user_id, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
+    " WHERE created_at >= ? AND list_contains(?::UUID[], user_id) GROUP BY user_id",
+    postgresql=f"SELECT user_id, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
+    " WHERE created_at >= ? AND user_id = ANY(?::UUID[]) GROUP BY user_id",
+)
+
+
 def generations_of_models(
     con: Connection, since: datetime, models: Sequence[str]
 ) -> list[GenerationCounts]:
-    rows = con.execute(
-        f"SELECT model, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
-        " WHERE created_at >= ? AND list_contains(?::VARCHAR[], model) GROUP BY model",
-        [since, list(models)],
-    ).fetchall()
+    rows = con.execute(_GENERATIONS_OF_MODELS.on(con), [since, list(models)]).fetchall()
     return [GenerationCounts(model, int(n), int(failed)) for model, n, failed in rows]
 
 
 def generations_of_users(
     con: Connection, since: datetime, user_ids: Sequence[UUID]
 ) -> list[GenerationCounts]:
-    rows = con.execute(
-        f"SELECT user_id, {_GENERATION_COUNTS} FROM generations"  # noqa: S608
-        " WHERE created_at >= ? AND list_contains(?::UUID[], user_id) GROUP BY user_id",
-        [since, list(user_ids)],
-    ).fetchall()
+    rows = con.execute(_GENERATIONS_OF_USERS.on(con), [since, list(user_ids)]).fetchall()
     return [GenerationCounts(user_id, int(n), int(failed)) for user_id, n, failed in rows]
 
 
@@ -207,10 +219,10 @@ def search_audit_log(
 ) -> tuple[list[AuditEntry], int]:
     """Newest first. An actor email matches the email recorded then or the actor's current one."""
     where = (
-        "(? IS NULL OR actor_id = ?)"
-        " AND (? IS NULL OR lower(actor_email) = ?"
+        "(?::UUID IS NULL OR actor_id = ?)"
+        " AND (?::VARCHAR IS NULL OR lower(actor_email) = ?"
         "      OR actor_id IN (SELECT id FROM users WHERE email_key = ?))"
-        " AND (? IS NULL OR action = ?) AND (? IS NULL OR target_id = ?)"
+        " AND (?::VARCHAR IS NULL OR action = ?) AND (?::VARCHAR IS NULL OR target_id = ?)"
     )
     email = actor_email.lower() if actor_email is not None else None
     params: list[Any] = [
@@ -230,6 +242,8 @@ def search_audit_log(
 
 @dataclass(frozen=True, slots=True)
 class StorageInfo:
+    """DuckDB's side of the health page."""
+
     duckdb_version: str
     block_size: int
     total_blocks: int
@@ -265,6 +279,48 @@ def storage_info(con: Connection) -> StorageInfo:
         total_blocks=int(total),
         used_blocks=int(used),
         free_blocks=int(free),
+        table_rows={name: int(rows) for name, rows in tables},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """PostgreSQL's side of the health page."""
+
+    server_version: str
+    database: str
+    database_size_bytes: int
+    connections: int  # sessions on this database, from every process (pg_stat_activity)
+    table_rows: dict[str, int]
+
+
+def server_info(con: Connection) -> ServerInfo:
+    """Server version, database size and exact row counts of the tables in our schema."""
+    row = con.execute(
+        "SELECT current_setting('server_version'), current_database(),"
+        " pg_database_size(current_database()),"
+        " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())"
+    ).fetchone()
+    assert row is not None
+    names = [
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            " ORDER BY table_name"
+        ).fetchall()
+    ]
+    counts = " UNION ALL ".join(
+        f"SELECT ?::VARCHAR, count(*) FROM {_identifier(name)}"  # noqa: S608
+        for name in names
+    )
+    tables = con.execute(counts, names).fetchall() if names else []
+    version, database, size, connections = row
+    return ServerInfo(
+        server_version=str(version),
+        database=str(database),
+        database_size_bytes=int(size),
+        connections=int(connections),
         table_rows={name: int(rows) for name, rows in tables},
     )
 

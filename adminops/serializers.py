@@ -65,12 +65,14 @@ def stats_json(stats: Stats) -> dict[str, Any]:
 
 
 def health_json(health: DatabaseHealth) -> dict[str, Any]:
-    storage = health.storage
+    storage, pool = health.storage, health.pool
     return {
         "status": "ok" if not health.pending_migrations else "migrations_pending",
-        "engine": "duckdb",
-        "duckdb_version": storage.duckdb_version,
+        "engine": health.engine,
+        "version": health.version,
+        "duckdb_version": storage.duckdb_version if storage else None,
         "path": health.path,
+        "database_size_bytes": health.database_size_bytes,
         "file_size_bytes": health.file_size_bytes,
         "wal_size_bytes": health.wal_size_bytes,
         "read_latency_ms": health.read_latency_ms,
@@ -78,13 +80,28 @@ def health_json(health: DatabaseHealth) -> dict[str, Any]:
         "schema_version": health.schema_version,
         "latest_migration": health.latest_migration,
         "pending_migrations": health.pending_migrations,
-        "blocks": {
-            "block_size": storage.block_size,
-            "total": storage.total_blocks,
-            "used": storage.used_blocks,
-            "free": storage.free_blocks,
-        },
-        "table_rows": storage.table_rows,
+        "blocks": (
+            {
+                "block_size": storage.block_size,
+                "total": storage.total_blocks,
+                "used": storage.used_blocks,
+                "free": storage.free_blocks,
+            }
+            if storage
+            else None
+        ),
+        "pool": (
+            {
+                "max_size": pool.get("pool_max", 0),
+                "size": pool.get("pool_size", 0),
+                "available": pool.get("pool_available", 0),
+                "waiting": pool.get("requests_waiting", 0),
+                "server_connections": health.server.connections if health.server else 0,
+            }
+            if pool is not None
+            else None
+        ),
+        "table_rows": health.table_rows,
     }
 
 
@@ -193,21 +210,36 @@ class BlocksSerializer(serializers.Serializer):
     free = serializers.IntegerField()
 
 
+class PoolSerializer(serializers.Serializer):
+    max_size = serializers.IntegerField(help_text="DATABASE_POOL_SIZE.")
+    size = serializers.IntegerField(help_text="Connections this process holds now.")
+    available = serializers.IntegerField(help_text="Of those, idle.")
+    waiting = serializers.IntegerField(help_text="Requests waiting for a connection.")
+    server_connections = serializers.IntegerField(
+        help_text="Sessions on the database from every process (pg_stat_activity)."
+    )
+
+
 class DatabaseHealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=("ok", "migrations_pending"))
-    engine = serializers.CharField()
-    duckdb_version = serializers.CharField()
-    path = serializers.CharField()
-    file_size_bytes = serializers.IntegerField(allow_null=True)
+    engine = serializers.ChoiceField(choices=("duckdb", "postgresql"))
+    version = serializers.CharField(help_text="DuckDB's version, or the PostgreSQL server's.")
+    duckdb_version = serializers.CharField(allow_null=True, help_text="null on PostgreSQL.")
+    path = serializers.CharField(
+        help_text="The DuckDB file, or the PostgreSQL URL without its password."
+    )
+    database_size_bytes = serializers.IntegerField(allow_null=True)
+    file_size_bytes = serializers.IntegerField(allow_null=True, help_text="null on PostgreSQL.")
     wal_size_bytes = serializers.IntegerField(
         allow_null=True, help_text="null when there is no write-ahead log file."
     )
-    read_latency_ms = serializers.FloatField(help_text="SELECT 1 through a reader thread.")
-    write_latency_ms = serializers.FloatField(help_text="An empty transaction through the writer.")
+    read_latency_ms = serializers.FloatField(help_text="SELECT 1 through a reader.")
+    write_latency_ms = serializers.FloatField(help_text="An empty transaction through a writer.")
     schema_version = serializers.IntegerField()
     latest_migration = serializers.IntegerField()
     pending_migrations = serializers.ListField(child=serializers.CharField())
-    blocks = BlocksSerializer()
+    blocks = BlocksSerializer(allow_null=True, help_text="DuckDB only; null on PostgreSQL.")
+    pool = PoolSerializer(allow_null=True, help_text="PostgreSQL only; null on DuckDB.")
     table_rows = serializers.DictField(
         child=serializers.IntegerField(), help_text="Rows per table."
     )

@@ -21,14 +21,15 @@ from adminops import repository as repo
 from adminops.repository import (
     GenerationCounts,
     RoleCount,
+    ServerInfo,
     StorageInfo,
     TokenCounts,
     UsageTotals,
 )
 from core.audit import record_audit
 from core.clock import utcnow
-from core.db import Tx, get_database
-from core.db.backup import BackupFile
+from core.db import POSTGRESQL, Tx, get_database
+from core.db.backup import BackupFile, BackupNotAvailable
 from core.db.backup import backup_database as write_backup
 from core.db.database import list_migrations, schema_version
 from core.errors import ApiError
@@ -170,15 +171,21 @@ def _days(first: date, last: date) -> list[date]:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseHealth:
-    path: str
-    file_size_bytes: int | None
+    engine: str  # duckdb | postgresql
+    version: str  # DuckDB's, or the PostgreSQL server's
+    path: str  # the DuckDB file, or the PostgreSQL URL without its password
+    database_size_bytes: int | None
+    file_size_bytes: int | None  # DuckDB only
     wal_size_bytes: int | None  # None when there is no WAL file (everything checkpointed)
     read_latency_ms: float
     write_latency_ms: float
     schema_version: int
     latest_migration: int
     pending_migrations: list[str]
-    storage: StorageInfo
+    table_rows: dict[str, int]
+    storage: StorageInfo | None  # DuckDB's blocks
+    server: ServerInfo | None  # PostgreSQL's database
+    pool: dict[str, int] | None  # PostgreSQL: this process's connection pool
 
 
 def _file_size(path: str) -> int | None:
@@ -202,18 +209,38 @@ async def database_health() -> DatabaseHealth:
     await db.awrite(_noop)
     write_ms = (time.perf_counter() - started) * 1000
     version = await db.aread(schema_version)
-    storage = await db.aread(repo.storage_info)
-    migrations = list_migrations()
+    migrations = list_migrations()  # PostgreSQL's twins carry the same numbers and names
+    storage = server = None
+    size: int | None
+    if db.dialect == POSTGRESQL:
+        server = await db.aread(repo.server_info)
+        engine_version, size, table_rows = (
+            server.server_version,
+            server.database_size_bytes,
+            server.table_rows,
+        )
+        file_size = wal_size = None
+    else:
+        storage = await db.aread(repo.storage_info)
+        file_size = _file_size(db.location)
+        wal_size = _file_size(db.location + ".wal")
+        engine_version, size, table_rows = storage.duckdb_version, file_size, storage.table_rows
     return DatabaseHealth(
-        path=db.path,
-        file_size_bytes=_file_size(db.path),
-        wal_size_bytes=_file_size(db.path + ".wal"),
+        engine=db.dialect,
+        version=engine_version,
+        path=db.location,
+        database_size_bytes=size,
+        file_size_bytes=file_size,
+        wal_size_bytes=wal_size,
         read_latency_ms=round(read_ms, 3),
         write_latency_ms=round(write_ms, 3),
         schema_version=version,
         latest_migration=max((number for number, _, _ in migrations), default=0),
         pending_migrations=[name for number, name, _ in migrations if number > version],
+        table_rows=table_rows,
         storage=storage,
+        server=server,
+        pool=db.pool_stats(),
     )
 
 
@@ -273,6 +300,8 @@ async def backup_database(actor: User, *, ip: str | None = None) -> BackupFile:
     db = get_database()
     try:
         made = await asyncio.to_thread(write_backup, db, destination)
+    except BackupNotAvailable as exc:
+        raise ApiError(str(exc), code="backup_not_available", status=409) from None
     except OSError as exc:
         raise ApiError(
             f"The backup could not be written: {exc.strerror or exc}.",

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
 from core.db import DatabaseLocked, get_database
-from core.db.backup import BackupError, backup_database
+from core.db.backup import USE_PG_DUMP, BackupError, backup_database
 from core.management.base import DatabaseCommand
 
 
@@ -17,13 +18,15 @@ class Command(DatabaseCommand):
     help = (
         "Write a consistent copy of the database to PATH (a new file, or a folder to put a "
         "time-stamped file in). The server must be stopped; while it runs, use "
-        "POST /api/admin/backup instead."
+        "POST /api/admin/backup instead. DuckDB only: PostgreSQL is backed up with pg_dump."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("path", help="The new backup file, or an existing folder.")
 
     def handle(self, *args: Any, **options: Any) -> str | None:
+        if settings.DATABASE_URL:
+            raise CommandError(USE_PG_DUMP)
         try:
             get_database()
         except DatabaseLocked:

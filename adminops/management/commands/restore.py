@@ -9,14 +9,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.db import DatabaseError
-from core.db.backup import restore_database
+from core.db.backup import USE_PG_DUMP, restore_database
 
 
 class Command(BaseCommand):
     help = (
         "Replace the database (DUCKDB_PATH, or --to) with a backup made by `manage.py backup` "
         "or POST /api/admin/backup. The server must be stopped. The replaced file is kept "
-        "beside it as NAME.replaced-TIMESTAMP."
+        "beside it as NAME.replaced-TIMESTAMP. DuckDB files only: PostgreSQL is restored "
+        "with pg_restore."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,6 +25,8 @@ class Command(BaseCommand):
         parser.add_argument("--to", default=None, help="Restore here instead of DUCKDB_PATH.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.DATABASE_URL and not options["to"]:
+            raise CommandError(USE_PG_DUMP)
         target = Path(options["to"] or settings.DUCKDB_PATH).expanduser()
         try:
             restored = restore_database(Path(options["backup"]).expanduser(), target)
