@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest pytest-duckdb pytest-postgresql bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,18 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy .
 
-pytest: $(VENV)/.dev
-	bash scripts/install-chromium.sh
+# The whole suite on DuckDB, then the unit and API suites (and the PostgreSQL end-to-end
+# tests) again on PostgreSQL: a fresh schema per test in the server at TEST_DATABASE_URL,
+# or in a throwaway one (tests/services.py). The slow browser and fuzz suites run on DuckDB.
+pytest: pytest-duckdb pytest-postgresql
+
+pytest-duckdb: $(VENV)/.dev
+	bash scripts/install-test-packages.sh $(BIN)/python
 	$(BIN)/python -m pytest
+
+pytest-postgresql: $(VENV)/.dev
+	bash scripts/install-test-packages.sh $(BIN)/python
+	$(BIN)/python -m pytest --database=postgresql --ignore=tests/stub -m "not e2e or postgresql_only"
 
 test: lint typecheck pytest
 

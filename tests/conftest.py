@@ -1,9 +1,17 @@
-"""Shared fixtures: a fresh real DuckDB file per test, an API client and personas."""
+"""Shared fixtures: a fresh real database per test, an API client and personas.
+
+`--database` chooses the backend the whole suite runs on: `duckdb` (default: a fresh file
+per test) or `postgresql` (a fresh schema per test in the server at TEST_DATABASE_URL, or
+in a throwaway server, see tests/services.py). Tests marked `duckdb_only` or
+`postgresql_only` are deselected on the other backend.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,24 +19,149 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from core.db import Database, use_database
+from core.db import Database, close_database, database_from_settings, use_database
 from generation.catalog import clear_cache
 from generation.openrouter import reset_openrouter_client
+from tests import services
 from tests.oidc_stub.fixtures import _oidc_server, oidc  # noqa: F401  (shared fixtures)
 from tests.openrouter_stub import StubServer
+from tests.services import with_schema
 
 STUB_KEY = "sk-or-v1-stub-secret-key-never-to-be-shown-0123456789"
+BACKENDS = ("duckdb", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=BACKENDS,
+        default=os.environ.get("TEST_BACKEND") or "duckdb",
+        help="the backend every test's database runs on (default: duckdb, or $TEST_BACKEND)",
+    )
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["TEST_BACKEND"] = config.getoption("--database")  # for servers tests start
+    if config.getoption("--database") != "postgresql":
+        return
+    url, how = services.postgres_url()
+    config.stash[_POSTGRES] = (url, how)
+    if url is None and _in_ci():
+        pytest.exit(f"CI needs the PostgreSQL suite, but {how}", returncode=1)
+    if url is not None:
+        os.environ["TEST_DATABASE_URL"] = url  # servers started by tests find it too
+
+
+_POSTGRES = pytest.StashKey[tuple[str | None, str]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if config.getoption("--database") != "postgresql":
+        return "database: duckdb (a fresh file per test)"
+    return f"database: postgresql (a fresh schema per test) in {config.stash[_POSTGRES][1]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    backend = config.getoption("--database")
+    other = {"duckdb": "postgresql_only", "postgresql": "duckdb_only"}[backend]
+    kept = [item for item in items if not item.get_closest_marker(other)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    if backend == "postgresql" and config.stash[_POSTGRES][0] is None:
+        reason = f"no PostgreSQL: {config.stash[_POSTGRES][1]}"
+        for item in items:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def backend(pytestconfig: pytest.Config) -> str:
+    """The backend of this run: duckdb or postgresql."""
+    return str(pytestconfig.getoption("--database"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[Any]:
+    """An autocommit admin connection to the PostgreSQL the suite uses (for schemas)."""
+    import psycopg
+
+    url, how = pytestconfig.stash.get(_POSTGRES, None) or services.postgres_url()
+    if url is None:
+        pytest.skip(f"no PostgreSQL: {how}")
+    with psycopg.connect(url, autocommit=True) as con:
+        yield con, url
+
+
+@pytest.fixture
+def make_postgres_schema(postgres_server: Any) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty schemas: each call gives the URL of a database living in a new
+    one. All are dropped after the test."""
+    con, url = postgres_server
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"test_{uuid.uuid4().hex[:16]}"
+        con.execute(f"CREATE SCHEMA {schema}")
+        made.append(schema)
+        return with_schema(url, schema)
+
+    yield make
+    for schema in made:
+        con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_schema(make_postgres_schema: Callable[[], str]) -> str:
+    """The URL of a database in a fresh, empty schema (dropped after the test)."""
+    return make_postgres_schema()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis the suite uses: TEST_REDIS_URL, or a throwaway server (tests/services.py).
+    Missing Redis skips the test, except in CI, where it fails."""
+    url, how = services.redis_url()
+    if url is None:
+        if _in_ci():
+            pytest.fail(f"CI needs Redis, but {how}")
+        pytest.skip(f"no Redis: {how}")
+    return url
+
+
+@pytest.fixture
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards (never FLUSHDB: the
+    Redis may be shared)."""
+    import redis
+
+    prefix = f"aigateway-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)
-def database(tmp_path: Path, settings: Any) -> Iterator[Database]:
-    """Every test gets its own database file and media folder."""
-    settings.DUCKDB_PATH = str(tmp_path / "test.duckdb")
+def database(request: pytest.FixtureRequest, tmp_path: Path, settings: Any) -> Iterator[Database]:
+    """Every test gets its own database (a DuckDB file or a PostgreSQL schema) and media."""
     settings.MEDIA_ROOT = tmp_path / "media"
-    db = Database(settings.DUCKDB_PATH).open()
+    settings.DUCKDB_PATH = str(tmp_path / "test.duckdb")
+    if request.config.getoption("--database") == "postgresql":
+        settings.DATABASE_URL = request.getfixturevalue("postgres_schema")
+    else:
+        settings.DATABASE_URL = ""
+    db = database_from_settings().open()
     use_database(db)
     yield db
-    use_database(None)
+    close_database()  # a test may have put another one in its place (commands close theirs)
     db.close()
 
 

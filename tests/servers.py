@@ -65,8 +65,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway_env(data_dir: Path, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a gateway whose database and media live in data_dir.
+def gateway_env(
+    data_dir: Path, overrides: Mapping[str, str] | None = None, database_url: str = ""
+) -> dict[str, str]:
+    """The environment of a gateway whose database (the DuckDB file, unless database_url
+    names a PostgreSQL database) and media live in data_dir.
 
     OPENROUTER_API_KEY and OPENROUTER_BASE_URL pass through from this process when set;
     otherwise there is no key and the upstream is an unreachable loopback port. Anything in
@@ -81,6 +84,7 @@ def gateway_env(data_dir: Path, overrides: Mapping[str, str] | None = None) -> d
         SECRET_KEY=SECRET_KEY,
         DEBUG="false",
         DUCKDB_PATH=str(data_dir / "gateway.duckdb"),
+        DATABASE_URL=database_url,
         MEDIA_ROOT=str(data_dir / "media"),
         ALLOWED_HOSTS="127.0.0.1,localhost",
         LOG_LEVEL="INFO",
@@ -155,11 +159,21 @@ class GatewayServer:
         port: int | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
         uvicorn_args: Iterable[str] = (),
+        database_url: str | None = None,
     ) -> None:
-        """`uvicorn_args` are appended to `python -m aigateway.serve` (e.g. `--backlog 4096`)."""
+        """`uvicorn_args` are appended to `python -m aigateway.serve` (e.g. `--backlog 4096`).
+
+        `database_url`: a PostgreSQL database for the server; by default a fresh schema when
+        the test run is on PostgreSQL (TEST_BACKEND=postgresql), else a DuckDB file.
+        """
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.env = gateway_env(self.data_dir, env)
+        if database_url is None and os.environ.get("TEST_BACKEND") == "postgresql":
+            from tests.services import new_postgres_schema
+
+            database_url = new_postgres_schema()
+        self.database_url = database_url or ""
+        self.env = gateway_env(self.data_dir, env, self.database_url)
         self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
         self.startup_timeout = startup_timeout
@@ -312,6 +326,24 @@ class GatewayServer:
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         """`manage.py ARGS` against this server's database and settings."""
         return run_manage(args, self.env)
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a `?`-placeholder query on this server's database, read directly: on
+        DuckDB only while the server is stopped (it holds the file), on PostgreSQL anytime."""
+        if self.database_url:
+            import psycopg
+
+            from core.db.postgres import connection_info, to_psycopg
+
+            with psycopg.connect(connection_info(self.database_url)) as con:
+                return con.execute(to_psycopg(sql), list(params)).fetchall()
+        import duckdb
+
+        con = duckdb.connect(str(self.db_path), read_only=True)
+        try:
+            return con.execute(sql, list(params)).fetchall()
+        finally:
+            con.close()
 
     # -- its output ------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ def test_healthz_does_not_need_the_database(anon, database, settings, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     settings.DUCKDB_PATH = str(blocker / "cannot" / "exist.duckdb")
+    if settings.DATABASE_URL:  # nothing listens on the discard port
+        settings.DATABASE_URL = "postgresql://postgres@127.0.0.1:9/test"
     assert anon.get("/healthz").json() == {"status": "ok"}
     ready = anon.get("/readyz")
     assert ready.status_code == 503

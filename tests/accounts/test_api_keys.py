@@ -37,7 +37,7 @@ def test_a_key_authenticates_like_an_access_token_and_records_its_use(alice):
 def test_the_last_use_reaches_the_table(alice, database):
     body = create_key(alice)
     ApiClient(body["key"]).call("GET", "/api/users/me")
-    database.write(lambda tx: None)  # the stamp was queued before this; wait for the writer
+    database.flush_writes()  # the stamp was queued before this; wait for the writer
     stamped = database.read(
         lambda con: con.execute("SELECT last_used_at FROM api_keys").fetchone()[0]
     )

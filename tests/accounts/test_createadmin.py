@@ -47,6 +47,7 @@ def test_it_refuses_a_weak_password(settings):
     _reopen(settings).close()
 
 
+@pytest.mark.duckdb_only
 def test_it_says_in_one_sentence_when_the_server_holds_the_database(database):
     env = {**os.environ, "DUCKDB_PATH": database.path, "SECRET_KEY": "x" * 50}
     result = subprocess.run(
@@ -71,12 +72,31 @@ def test_it_says_in_one_sentence_when_the_server_holds_the_database(database):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.postgresql_only
+def test_it_works_while_the_server_runs_on_postgresql(database, settings):
+    """No file lock on PostgreSQL: the command runs beside a server holding connections."""
+    env = {**os.environ, "DATABASE_URL": settings.DATABASE_URL, "SECRET_KEY": "x" * 50}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createadmin", "--email", "a@example.com",
+         "--password", PASSWORD],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Created admin: a@example.com" in result.stdout
+    role = database.read(
+        lambda con: con.execute(
+            "SELECT role FROM users WHERE email_key = ?", ["a@example.com"]
+        ).fetchone()
+    )
+    assert role == ("admin",)
+
+
 def _reopen(settings):
     """The command closes the process's database when it finishes; open it again."""
     from accounts.identity import get_directory
-    from core.db import Database, use_database
+    from core.db import database_from_settings, use_database
 
-    db = Database(settings.DUCKDB_PATH).open()
+    db = database_from_settings().open()
     use_database(db)
     get_directory()
     return db

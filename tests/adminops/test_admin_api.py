@@ -36,7 +36,9 @@ def _backups(tmp_path, settings):
 
 
 @pytest.mark.parametrize(("method", "path", "status"), ENDPOINTS)
-def test_admins_may_call_every_admin_endpoint(admin, method, path, status):
+def test_admins_may_call_every_admin_endpoint(admin, method, path, status, backend):
+    if path == "/api/admin/backup" and backend == "postgresql":
+        status = 409  # pg_dump's job there
     response = admin.client.call(method, path)
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
@@ -192,13 +194,43 @@ def test_db_health_reports_connectivity_sizes_and_schema(admin, database):
 
     latest = max(number for number, _, _ in list_migrations())
     assert body["status"] == "ok"
+    assert body["engine"] == database.dialect
     assert body["schema_version"] == latest == body["latest_migration"]
     assert body["pending_migrations"] == []
-    assert body["path"] == database.path
-    assert body["file_size_bytes"] == Path(database.path).stat().st_size
+    assert body["path"] == database.location
     assert body["read_latency_ms"] >= 0 and body["write_latency_ms"] >= 0
     assert body["table_rows"]["users"] == 1
-    assert body["duckdb_version"].startswith("v")
+
+
+@pytest.mark.duckdb_only
+def test_db_health_on_duckdb_reports_the_file_and_its_blocks(admin, database):
+    body = admin.client.call("GET", "/api/admin/health/db").json()
+    assert body["file_size_bytes"] == Path(database.path).stat().st_size
+    assert body["database_size_bytes"] == body["file_size_bytes"]
+    assert body["duckdb_version"].startswith("v") and body["version"] == body["duckdb_version"]
+    assert body["blocks"]["total"] >= body["blocks"]["used"] >= 0
+    assert body["pool"] is None
+
+
+@pytest.mark.postgresql_only
+def test_db_health_on_postgresql_reports_server_pool_and_size(admin, database, settings):
+    body = admin.client.call("GET", "/api/admin/health/db").json()
+    assert body["version"].split(".")[0].isdigit() and body["duckdb_version"] is None
+    assert body["database_size_bytes"] > 0 and body["file_size_bytes"] is None
+    assert body["blocks"] is None
+    pool = body["pool"]
+    assert pool["max_size"] == settings.DATABASE_POOL_SIZE
+    assert 0 <= pool["available"] <= pool["size"] <= pool["max_size"]
+    assert pool["waiting"] == 0 and pool["server_connections"] >= pool["size"]
+    assert "password" not in body["path"]
+
+
+def test_the_health_page_shows_the_engine(admin, database):
+    from tests.pages.test_pages import browser, text_of
+
+    page = browser(admin).get("/admin/health")
+    assert page.status_code == 200
+    assert ("PostgreSQL" if database.dialect == "postgresql" else "DuckDB") in text_of(page)
 
 
 # -- token purge --------------------------------------------------------------------------
@@ -229,7 +261,10 @@ def _token_rows(database, user_id):
 
 def _jtis(database):
     return {
-        row[0] for row in database._reader().execute("SELECT jti FROM refresh_tokens").fetchall()
+        row[0]
+        for row in database.read(
+            lambda con: con.execute("SELECT jti FROM refresh_tokens").fetchall()
+        )
     }
 
 
@@ -388,6 +423,16 @@ def test_audit_refuses_bad_parameters(admin, query):
 # -- backup -------------------------------------------------------------------------------
 
 
+@pytest.mark.postgresql_only
+def test_on_postgresql_a_backup_is_refused_with_a_pointer_to_pg_dump(admin, settings):
+    response = admin.client.call("POST", "/api/admin/backup")
+    assert response.status_code == 409
+    assert error_code(response) == "backup_not_available"
+    assert "pg_dump" in response.json()["error"]["message"]
+    assert not Path(settings.BACKUP_DIR).exists()
+
+
+@pytest.mark.duckdb_only
 def test_backup_writes_a_consistent_copy_into_the_backup_dir(admin, alice, settings):
     response = admin.client.call("POST", "/api/admin/backup")
     assert response.status_code == 201
@@ -405,6 +450,7 @@ def test_backup_writes_a_consistent_copy_into_the_backup_dir(admin, alice, setti
     assert entry["detail"]["size_bytes"] == body["size_bytes"]
 
 
+@pytest.mark.duckdb_only
 def test_two_backups_get_two_files(admin, settings):
     first = admin.client.call("POST", "/api/admin/backup").json()
     second = admin.client.call("POST", "/api/admin/backup").json()
@@ -412,6 +458,7 @@ def test_two_backups_get_two_files(admin, settings):
     assert len(list(Path(settings.BACKUP_DIR).iterdir())) == 2
 
 
+@pytest.mark.duckdb_only
 def test_a_backup_dir_that_cannot_be_written_gives_a_clear_error(admin, settings, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -421,11 +468,12 @@ def test_a_backup_dir_that_cannot_be_written_gives_a_clear_error(admin, settings
     assert error_code(response) == "backup_failed"
 
 
+@pytest.mark.duckdb_only
 def test_writes_keep_working_while_and_after_a_backup_runs(admin, alice, database):
     async def both():
         from adminops.services import backup_database
 
-        user = accounts_repo.get_user(database._reader(), uuid.UUID(admin.id))
+        user = database.read(accounts_repo.get_user, uuid.UUID(admin.id))
         made, _ = await asyncio.gather(
             backup_database(user),
             database.awrite(

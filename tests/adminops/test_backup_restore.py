@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from accounts import repository as accounts_repo
 from core.audit import record_audit
-from core.db import Database
+from core.db import DuckDBDatabase as Database
 from tests.conftest import PASSWORD
 
 REPO = Path(__file__).parents[2]
@@ -32,6 +32,7 @@ def _manage(*args: str, db_path: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.duckdb_only
 def test_a_backup_restored_into_a_new_path_has_all_the_data(alice, admin, tmp_path, capsys):
     key = alice.client.call("POST", "/api/auth/keys", {"name": "laptop"}).json()
     backup = tmp_path / "backups" / "copy.duckdb"
@@ -59,6 +60,7 @@ def test_a_backup_restored_into_a_new_path_has_all_the_data(alice, admin, tmp_pa
         restored.close()
 
 
+@pytest.mark.duckdb_only
 def test_a_restored_database_serves_logins(alice, tmp_path, settings):
     from accounts.identity import get_directory
     from core.db import use_database
@@ -79,6 +81,7 @@ def test_a_restored_database_serves_logins(alice, tmp_path, settings):
         db.close()
 
 
+@pytest.mark.duckdb_only
 def test_backup_into_a_folder_makes_a_time_stamped_file(alice, tmp_path):
     folder = tmp_path / "backups"
     folder.mkdir()
@@ -87,6 +90,7 @@ def test_backup_into_a_folder_makes_a_time_stamped_file(alice, tmp_path):
     assert made.name.startswith("aigateway-") and made.suffix == ".duckdb"
 
 
+@pytest.mark.duckdb_only
 def test_backup_refuses_to_overwrite_a_file(alice, tmp_path):
     existing = tmp_path / "copy.duckdb"
     existing.write_bytes(b"precious")
@@ -95,6 +99,7 @@ def test_backup_refuses_to_overwrite_a_file(alice, tmp_path):
     assert existing.read_bytes() == b"precious"
 
 
+@pytest.mark.duckdb_only
 def test_backup_says_in_one_sentence_when_the_server_holds_the_database(database, tmp_path):
     result = _manage("backup", str(tmp_path / "copy.duckdb"), db_path=database.path)
     assert result.returncode != 0
@@ -105,6 +110,7 @@ def test_backup_says_in_one_sentence_when_the_server_holds_the_database(database
     assert not (tmp_path / "copy.duckdb").exists()
 
 
+@pytest.mark.duckdb_only
 def test_restore_refuses_while_the_server_holds_the_database(database, tmp_path):
     backup = tmp_path / "other.duckdb"
     other = Database(backup).open()
@@ -116,6 +122,7 @@ def test_restore_refuses_while_the_server_holds_the_database(database, tmp_path)
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.duckdb_only
 def test_restore_keeps_the_file_it_replaces(alice, tmp_path):
     backup = tmp_path / "copy.duckdb"
     call_command("backup", str(backup))
@@ -143,6 +150,7 @@ def test_restore_refuses_a_file_that_is_not_a_backup(tmp_path, content):
     assert not target.exists()
 
 
+@pytest.mark.duckdb_only
 def test_restore_refuses_a_duckdb_file_of_another_application(tmp_path):
     foreign = tmp_path / "foreign.duckdb"
     duckdb.connect(str(foreign)).close()
@@ -150,6 +158,7 @@ def test_restore_refuses_a_duckdb_file_of_another_application(tmp_path):
         call_command("restore", str(foreign), "--to", str(tmp_path / "target.duckdb"))
 
 
+@pytest.mark.duckdb_only
 def test_a_backup_holds_no_write_made_after_it(alice, admin, tmp_path, database):
     backup = tmp_path / "copy.duckdb"
     from core.db.backup import backup_database
@@ -161,3 +170,12 @@ def test_a_backup_holds_no_write_made_after_it(alice, admin, tmp_path, database)
         "SELECT role FROM users WHERE id = ?", [uuid.UUID(alice.id)]
     ).fetchone() == ("user",)
     copy.close()
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_on_postgresql_backup_and_restore_point_at_pg_dump(command, tmp_path):
+    with pytest.raises(CommandError, match="pg_dump") as refused:
+        call_command(command, str(tmp_path / "copy.duckdb"))
+    assert "pg_restore" in str(refused.value)
+    assert not (tmp_path / "copy.duckdb").exists()

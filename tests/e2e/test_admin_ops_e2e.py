@@ -32,6 +32,7 @@ def fresh_gateway(tmp_path: Path):
         server.stop()
 
 
+@pytest.mark.duckdb_only
 def test_a_backup_of_the_running_server_restores_into_a_working_server(fresh_gateway, tmp_path):
     server = fresh_gateway()
     email = unique_email()

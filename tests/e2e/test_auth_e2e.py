@@ -242,6 +242,7 @@ def test_committed_writes_survive_the_server_being_killed(tmp_path: Path) -> Non
             assert_error(refresh(http, first["refresh_token"]), 401, "token_reused")
 
 
+@pytest.mark.duckdb_only
 def test_createadmin_refuses_in_one_sentence_while_the_server_holds_the_database(
     gateway: GatewayServer, http: httpx.Client
 ) -> None:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
@@ -340,25 +339,22 @@ def wait_for_generation(
 
 
 def read_usage_rows(server: GatewayServer, where: str, params: list[Any]) -> list[dict[str, Any]]:
-    """Stop the server (a graceful stop flushes buffered usage rows), read its DuckDB file
-    directly, and start it again on the same port and file."""
+    """Stop the server (a graceful stop flushes buffered usage rows), read its database
+    directly, and start it again on the same port and database."""
     # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is a graceful exit too.
     assert server.stop() in (0, -signal.SIGTERM), server.log_tail()
     assert "Application shutdown complete." in server.log_tail(8), server.log_tail()
+    names = ["kind", "model", "status", "error_code", "tokens_in", "tokens_out", "cost",
+             "user_id", "generation_id"]  # fmt: skip
     try:
-        con = duckdb.connect(str(server.db_path), read_only=True)
-        try:
-            cursor = con.execute(
-                "SELECT kind, model, status, error_code, tokens_in, tokens_out, cost,"
-                " CAST(user_id AS VARCHAR) AS user_id,"
-                " CAST(generation_id AS VARCHAR) AS generation_id"
-                f" FROM usage_records WHERE {where} ORDER BY id",
-                params,
-            )
-            names = [column[0] for column in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        finally:
-            con.close()
+        rows = server.query(
+            "SELECT kind, model, status, error_code, tokens_in, tokens_out, cost,"
+            " CAST(user_id AS VARCHAR) AS user_id,"
+            " CAST(generation_id AS VARCHAR) AS generation_id"
+            f" FROM usage_records WHERE {where} ORDER BY id",
+            params,
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
     finally:
         server.start()
 
@@ -875,13 +871,9 @@ def test_no_response_and_no_log_line_ever_contains_the_api_key(
 
 
 def rows_after_kill(server: GatewayServer, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """With the server killed (nothing flushed, nothing closed), read its DuckDB file."""
+    """With the server killed (nothing flushed, nothing closed), read its database."""
     assert not server.running
-    con = duckdb.connect(str(server.db_path), read_only=True)
-    try:
-        return con.execute(sql, params).fetchall()
-    finally:
-        con.close()
+    return server.query(sql, params)
 
 
 def test_acknowledged_answers_and_their_usage_survive_a_hard_kill(
@@ -903,7 +895,7 @@ def test_acknowledged_answers_and_their_usage_survive_a_hard_kill(
         usage = rows_after_kill(
             ai_gateway,
             "SELECT CAST(generation_id AS VARCHAR), status, cost FROM usage_records"
-            " WHERE list_contains(?::VARCHAR[], CAST(generation_id AS VARCHAR))",
+            " WHERE CAST(generation_id AS VARCHAR) = ANY(?::VARCHAR[])",
             [ids],
         )
     finally:

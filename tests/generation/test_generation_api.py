@@ -30,7 +30,7 @@ def usage_rows(database):
     from generation.recorder import get_recorder
 
     get_recorder().flush_soon()
-    database.write(lambda tx: None)
+    database.flush_writes()
     return database.read(
         lambda con: con.execute(
             "SELECT kind, model, tokens_in, tokens_out, cost, status, error_code, user_id"

@@ -23,7 +23,7 @@ def rows(database: Any, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     from generation.recorder import get_recorder
 
     get_recorder().flush_soon()
-    database.write(lambda tx: None)
+    database.flush_writes()
     return database.read(lambda con: con.execute(sql, list(params)).fetchall())
 
 
