@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import duckdb
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -307,21 +306,15 @@ class RotationAudit:
         return self.db_unseen
 
 
-def audit_database(db_path: Path, chains: list[Chain]) -> tuple[int, int, int]:
+def audit_database(server: GatewayServer, chains: list[Chain]) -> tuple[int, int, int]:
     """(rotations stored, mismatched successors, rotations no client saw) for the chains."""
     families = sorted({family for chain in chains for family in chain.families})
     expected = {jti: nxt for chain in chains for jti, nxt in chain.successors.items()}
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        con.execute("CREATE TEMP TABLE bench_families (family VARCHAR)")
-        con.executemany("INSERT INTO bench_families VALUES (?)", [[f] for f in families])
-        rows = con.execute(
-            "SELECT jti, replaced_by FROM refresh_tokens"
-            " WHERE replaced_by IS NOT NULL"
-            " AND family IN (SELECT family FROM bench_families)"
-        ).fetchall()
-    finally:
-        con.close()
+    rows = server.query(
+        "SELECT jti, replaced_by FROM refresh_tokens"
+        " WHERE replaced_by IS NOT NULL AND family = ANY(?::VARCHAR[])",
+        [families],
+    )
     stored = dict(rows)
     mismatched = sum(1 for jti, nxt in expected.items() if stored.get(jti) != nxt)
     unseen = sum(1 for jti in stored if jti not in expected)
@@ -408,7 +401,7 @@ async def run(args: argparse.Namespace, server: GatewayServer) -> dict[str, Any]
     issued = [jti for chain in chains for jti in chain.successors.values()]
     accepted = sum(len(chain.successors) for chain in chains)
     server.stop()
-    db_rotations, mismatched, unseen = audit_database(server.db_path, chains)
+    db_rotations, mismatched, unseen = audit_database(server, chains)
     audit = RotationAudit(
         accepted=accepted,
         duplicate_tokens=len(issued) - len(set(issued)),
@@ -499,8 +492,21 @@ def shown_python() -> str:
     return str(python.relative_to(REPO_ROOT)) if python.is_relative_to(REPO_ROOT) else str(python)
 
 
+def database_url(args: argparse.Namespace) -> str:
+    """A fresh schema in TEST_DATABASE_URL's PostgreSQL (or a throwaway one), or "" (DuckDB)."""
+    if args.database != "postgresql":
+        return ""
+    from tests.services import new_postgres_schema
+
+    return new_postgres_schema()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--database", choices=("duckdb", "postgresql"), default="duckdb",
+        help="the server's backend: a fresh DuckDB file or a fresh PostgreSQL schema",
+    )  # fmt: skip
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per case")
     parser.add_argument("--concurrency", type=int, default=32, help="workers for the GET cases")
@@ -520,14 +526,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{shown_python()} bench/auth_bench.py"
         f" --duration {args.duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --refresh-workers {args.refresh_workers}"
-        f" --users {args.users}"
+        f" --users {args.users} --database {args.database}"
     )
     print(f"# reproduce: {command}", flush=True)
     uvloop = _uvloop()
     runner = uvloop.run if uvloop is not None else asyncio.run
     with (
         tempfile.TemporaryDirectory(prefix="auth-bench-") as folder,
-        GatewayServer(Path(folder)) as server,
+        GatewayServer(Path(folder), database_url=database_url(args)) as server,
     ):
         outcome = runner(run(args, server))
     text, met = report(args, outcome)

@@ -675,8 +675,21 @@ def _uvloop() -> Any:
     return uvloop
 
 
+def database_url(args: argparse.Namespace) -> str:
+    """A fresh schema in TEST_DATABASE_URL's PostgreSQL (or a throwaway one), or "" (DuckDB)."""
+    if args.database != "postgresql":
+        return ""
+    from tests.services import new_postgres_schema
+
+    return new_postgres_schema()
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--database", choices=("duckdb", "postgresql"), default="duckdb",
+        help="the gateway's backend: a fresh DuckDB file or a fresh PostgreSQL schema",
+    )  # fmt: skip
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds for each c=1 case (both paths)"
     )
@@ -709,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{shown} bench/gateway_bench.py --duration {args.duration:g}"
         f" --throughput-duration {args.throughput_duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --capacity '{args.capacity}' --auth {args.auth}"
+        f" --database {args.database}"
     )
     print(f"# reproduce: {command}", flush=True)
     uvloop = _uvloop()
@@ -730,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
                 folder / "gateway",
                 env=env,
                 uvicorn_args=["--backlog", str(UVICORN_BACKLOG)],
+                database_url=database_url(args),
             ) as gateway:
                 load_before = os.getloadavg()[0]
                 outcome = runner(run(args, stub, gateway))
