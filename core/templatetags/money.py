@@ -55,7 +55,7 @@ def usd_text(value: object) -> str:
 def usd(value: object) -> SafeString:
     amount = _amount(value)
     if amount is None:
-        return format_html('<span class="money">—</span>')
+        return format_html('<span class="money">{}</span>', "—")
     shown, exact = format_usd(amount), exact_usd(amount)
     if Decimal(shown.lstrip("< -$").replace(",", "")) == abs(amount):
         return format_html('<span class="money">{}</span>', shown)
