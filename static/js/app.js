@@ -84,7 +84,9 @@ document.addEventListener("htmx:load", (event) => enhance(event.detail.elt));
 
 // After Generate: bring the result into view when it is below the form (phones).
 document.addEventListener("htmx:afterSettle", (event) => {
-  const result = event.detail.elt.querySelector && event.detail.elt.querySelector("[data-scroll-into-view]");
+  const swapped = event.target;  // the new content (event.detail.elt may be the replaced form)
+  if (!swapped.querySelector) return;
+  const result = swapped.matches("[data-scroll-into-view]") ? swapped : swapped.querySelector("[data-scroll-into-view]");
   if (result && isOutOfView(result)) result.scrollIntoView({ behavior: "smooth", block: "start" });
 });
 
