@@ -416,9 +416,7 @@ def insert_conversation(tx: Tx, *, conversation_id: UUID, user_id: UUID, title: 
     )
 
 
-def add_message(
-    tx: Tx, conversation_id: UUID, message: ChatMessage, now: datetime
-) -> None:
+def add_message(tx: Tx, conversation_id: UUID, message: ChatMessage, now: datetime) -> None:
     tx.execute(
         "INSERT INTO conversation_messages (conversation_id, role, content, stopped, created_at)"
         " VALUES (?, ?, ?, ?, ?)",

@@ -265,9 +265,7 @@ async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
     models, problem = ([], None) if conversation else await _catalogue("text")
     form = ChatForm() if conversation else NewChatForm(models=models)
-    return render(
-        request, "generation/chat.html", {**context, "form": form, "problem": problem}
-    )
+    return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
 
 
 async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conversations.Turn:

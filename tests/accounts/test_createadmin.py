@@ -111,7 +111,7 @@ def test_it_asks_again_after_a_weak_password(monkeypatch, capsys, settings):
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), EOFError()])
 def test_ctrl_c_or_ctrl_d_at_the_prompt_cancels_cleanly(monkeypatch, settings, interrupt):
     _prompting(monkeypatch, [interrupt])
-    with pytest.raises(CommandError, match="Cancelled: nothing was changed.") as raised:
+    with pytest.raises(CommandError, match="Cancelled: nothing was changed") as raised:
         call_command("createadmin", "--email", "quit@example.com")
     assert raised.value.returncode == 130
     _reopen(settings).close()

@@ -258,7 +258,9 @@ def test_a_user_generates_text_image_video_and_chats_then_logs_out(browser, site
     assert_answer_is_safe_markdown(page.locator(".bubble.assistant").last)
     page.wait_for_url("**/chat/*")  # the conversation got its own address
     title = page.locator("[data-testid=chat-title]")
-    page.wait_for_function("() => document.querySelector('[data-testid=chat-title]').textContent !== 'New chat'")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=chat-title]').textContent !== 'New chat'"
+    )
     assert title.inner_text().startswith("Show **bold words**")
     sidebar = page.locator("[data-testid=conversation-list] a[aria-current=page]")
     sidebar.wait_for()
@@ -402,7 +404,7 @@ def test_a_demoted_admin_loses_the_admin_menu_and_gets_403(browser, site):  # ty
     deputy.context.close()
 
 
-FITS_ON_SCREEN = """() => {
+FITS_ON_SCREEN = r"""() => {
   const width = window.innerWidth;
   const visible = (el) => el.offsetParent !== null;
   const cut = [...document.querySelectorAll("main button, main .button, main summary, main input, main select")]

@@ -21,7 +21,7 @@ MODEL = "openai/gpt-4o-mini"
 HOSTILE = (
     "x\n\n## Heading\n\n- one\n- two\n\n| a | b |\n|---|--:|\n| 1 | 2 |\n\n"
     "```python\nprint('<b>hi</b>')\n```\n\n[fine](https://example.com/)\n\n"
-    "<script>window.xss=1</script> <img src=x onerror=\"window.xss=2\">\n\n"
+    '<script>window.xss=1</script> <img src=x onerror="window.xss=2">\n\n'
     '[click](javascript:window.xss=3) <a href="javascript:window.xss=4">raw</a>\n\n'
     '<iframe src="https://evil.example/"></iframe> <b onclick="x()">bold</b>\n\n'
     "![pixel](https://tracker.example/p.png) [data](data:text/html;base64,PHNjcmlwdD4=)"
@@ -251,7 +251,9 @@ def test_pages_carry_no_inline_script_handler_or_style(admin, stub):
         assert_safe(text_of(Client().get(path)))
 
 
-LITERAL_PATH = re.compile(r'(?:href|action|src|hx-get|hx-post)="/|Redirect\(\s*f?"/|redirect\(\s*f?"/')
+LITERAL_PATH = re.compile(
+    r'(?:href|action|src|hx-get|hx-post)="/|Redirect\(\s*f?"/|redirect\(\s*f?"/'
+)
 
 
 def test_templates_and_page_views_name_urls_instead_of_writing_paths():
