@@ -71,7 +71,7 @@ def request_log_middleware(get_response: Handler | AsyncHandler) -> Handler | As
 API_PREFIX = "/api/"
 
 # Pages load scripts, styles, images and media from this site only, run no inline script,
-# inline handler, inline style or eval, and are never framed (docs/decisions.md, 19).
+# inline handler, inline style or eval, and are never framed (docs/decisions.md, 28).
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",

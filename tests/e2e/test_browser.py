@@ -406,7 +406,7 @@ def test_a_demoted_admin_loses_the_admin_menu_and_gets_403(browser, site):  # ty
 
 FITS_ON_SCREEN = r"""() => {
   const width = window.innerWidth;
-  const visible = (el) => el.offsetParent !== null;
+  const visible = (el) => el.checkVisibility();
   const cut = [...document.querySelectorAll("main button, main .button, main summary, main input, main select")]
     .filter(visible)
     .filter((el) => { const r = el.getBoundingClientRect(); return r.left < 0 || r.right > width + 0.5; })
