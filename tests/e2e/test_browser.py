@@ -497,7 +497,9 @@ def test_code_blocks_get_a_copy_button_that_copies(browser, site):  # type: igno
     page.click("#chat-form button[type=submit]")
     button = page.locator(".bubble.assistant .codeblock button.copy-code")
     button.click()
-    assert button.inner_text() == "Copied"
+    page.wait_for_function(  # the clipboard answers asynchronously
+        "() => document.querySelector('.copy-code').textContent === 'Copied'"
+    )
     assert page.evaluate("navigator.clipboard.readText()") == code
     problems(page).assert_none()
     page.context.close()
