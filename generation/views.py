@@ -292,7 +292,7 @@ async def chat_stream(
     request: HttpRequest, conversation_id: UUID | None = None
 ) -> HttpResponseBase:
     """The chat page's answer as Server-Sent Events of sanitised HTML (see _answer_stream).
-    Whenever a conversation exists, X-Conversation-Url names it, failures included."""
+    Whenever a conversation exists, X-Conversation-Id and -Url name it, failures included."""
     turn = None
     try:
         turn = await _chat_turn(request, conversation_id)
@@ -301,6 +301,7 @@ async def chat_stream(
         response = json_error(exc)
     if turn is not None:
         conversation_id = turn.conversation.id
+        response["X-Conversation-Id"] = str(conversation_id)
         response["X-Conversation-Url"] = reverse("chat-conversation", args=[conversation_id])
         response["X-Conversation-Stream-Url"] = reverse("chat-stream", args=[conversation_id])
     return response
