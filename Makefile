@@ -42,6 +42,7 @@ pytest: pytest-duckdb pytest-postgresql
 
 pytest-duckdb: $(VENV)/.dev
 	bash scripts/install-test-packages.sh $(BIN)/python
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest
 
 pytest-postgresql: $(VENV)/.dev

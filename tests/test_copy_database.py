@@ -14,7 +14,7 @@ from core.clock import utcnow
 from core.db import DuckDBDatabase, database_from_settings, use_database
 from core.db.postgres import PostgresDatabase
 from generation import repository as generation_repo
-from generation.repository import Generation, UsageRecord, VideoJob
+from generation.repository import ChatMessage, Generation, UsageRecord, VideoJob
 from tests.conftest import ApiClient, make_persona
 
 pytestmark = pytest.mark.postgresql_only
@@ -108,8 +108,11 @@ def _populate(db):
         generation_repo.insert_conversation(
             tx, conversation_id=conversation_id, user_id=user_id, title="Hi", model="m/t", now=now
         )
-        for role, text in (("user", "Hello"), ("assistant", "Hi! 100% here?")):
-            generation_repo.add_message(tx, conversation_id, role, text, now)
+        for message in (
+            ChatMessage("user", "Hello"),
+            ChatMessage("assistant", "Hi! 100% here?", stopped=True),
+        ):
+            generation_repo.add_message(tx, conversation_id, message, now)
 
     db.write(content)
     return alice

@@ -1,0 +1,3 @@
+-- PostgreSQL twin of ../0004_chat_stopped.sql: a chat answer the person stopped is kept as
+-- it was, marked stopped; the mark is shown on the page but never sent back to the model.
+ALTER TABLE conversation_messages ADD COLUMN stopped BOOLEAN DEFAULT false;
