@@ -251,7 +251,14 @@ class PostgresDatabase(Database):
                 name="aigateway",
                 open=False,
             )
-            pool.open(wait=True, timeout=self.pool_timeout)
+            try:
+                pool.open(wait=True, timeout=max(self.pool_timeout, 5.0))
+            except PoolTimeout:
+                pool.close()
+                raise DatabaseError(
+                    f"PostgreSQL at {self.location} accepted one connection but not a pool of "
+                    f"{pool.min_size}; check its max_connections."
+                ) from None
             self._pool = pool
             self._executor = ThreadPoolExecutor(
                 max_workers=self.pool_size, thread_name_prefix="postgres"
