@@ -27,14 +27,23 @@ from core.errors import UpstreamError, ValidationFailed
 from generation import repository as repo
 from generation.catalog import find_model
 from generation.openrouter import ModelInfo
+from generation.pseudonym import upstream_user
 from generation.repository import Generation, UsageRecord
 from generation.usage import CallOutcome
 
 log = logging.getLogger(__name__)
 
 # The catalogue kind a generation kind needs, and the usage kind of its upstream call.
-MODEL_KIND = {"text": "text", "chat": "text", "image": "image", "video": "video"}
+MODEL_KIND = {
+    "text": "text",
+    "chat": "text",
+    "image": "image",
+    "video": "video",
+    "embedding": "embedding",
+}
 USAGE_KIND = {"video": "video_submit"}
+# Where a client finds the models of a catalogue kind.
+_MODEL_LIST = {"embedding": "/v1/models"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,13 @@ async def admit(user: User, kind: str, model_id: str) -> Admission:
         raise ValidationFailed(
             f"'{model_id}' is not a {model_kind} model of this gateway's catalogue.",
             code="unknown_model",
-            fields={"model": f"Choose a {model_kind} model from /api/ai/models?kind={model_kind}."},
+            fields={"model": f"Choose a {model_kind} model from {_models_of(model_kind)}."},
         )
     return Admission(user, kind, model)
+
+
+def _models_of(model_kind: str) -> str:
+    return _MODEL_LIST.get(model_kind, f"/api/ai/models?kind={model_kind}")
 
 
 @dataclass
@@ -74,6 +87,11 @@ class Call:
     @property
     def id(self) -> UUID:
         return self.row.id
+
+    @property
+    def upstream_user(self) -> str:
+        """The `user` every upstream generation request of this call must carry."""
+        return upstream_user(self.row.user_id)
 
     def answered(
         self,
