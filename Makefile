@@ -44,6 +44,7 @@ typecheck: $(VENV)/.dev
 
 pytest: $(VENV)/.dev $(SDK2)/.installed
 	bash scripts/install-chromium.sh
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
@@ -42,7 +42,7 @@ def _too_many_attempts(request: HttpRequest, template: str, form: object) -> Htt
 @require_http_methods(["GET", "POST"])
 async def register(request: HttpRequest) -> HttpResponse:
     if request.gateway_user:  # type: ignore[attr-defined]
-        return HttpResponseRedirect("/")
+        return redirect("home")
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and (
         limited := _too_many_attempts(request, "accounts/register.html", form)
@@ -59,7 +59,7 @@ async def register(request: HttpRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             messages.success(request, "Welcome! Your account is ready.")
-            return HttpResponseRedirect("/")
+            return redirect("home")
     return render(request, "accounts/register.html", {"form": form})
 
 
@@ -92,7 +92,7 @@ async def logout_page(request: HttpRequest) -> HttpResponse:
         await services.end_session(family)
     sign_out(request)
     messages.info(request, "You are logged out.")
-    return HttpResponseRedirect("/")
+    return redirect("home")
 
 
 @login_required
@@ -117,7 +117,7 @@ async def profile(request: HttpRequest) -> HttpResponse:
                 apply_api_error(email_form, exc)
             else:
                 messages.success(request, "Your email was changed.")
-                return HttpResponseRedirect("/profile")
+                return redirect("profile")
         elif action == "password" and password_form.is_valid():
             revoke_keys = password_form.cleaned_data["revoke_api_keys"]
             key_count = len(await services.list_api_keys(user))
@@ -134,7 +134,7 @@ async def profile(request: HttpRequest) -> HttpResponse:
                 updated, tokens = await services.start_session(updated)
                 sign_in(request, updated, tokens.family)
                 messages.success(request, _password_changed(key_count, revoked=revoke_keys))
-                return HttpResponseRedirect("/profile")
+                return redirect("profile")
         elif action == "key" and key_form.is_valid():
             try:
                 row, key = await services.create_api_key(
@@ -172,4 +172,4 @@ async def revoke_key(request: HttpRequest, key_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "The API key was revoked.")
-    return HttpResponseRedirect("/profile")
+    return redirect("profile")

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.identity import get_directory
@@ -78,9 +79,10 @@ def login_required(view: View) -> View:
         if getattr(request, "gateway_user", None) is None:
             if request.headers.get("HX-Request"):
                 response = HttpResponse(status=401)
-                response["HX-Redirect"] = "/login"
+                response["HX-Redirect"] = reverse("login")
                 return response
-            return HttpResponseRedirect("/login?" + urlencode({"next": request.get_full_path()}))
+            login = reverse("login") + "?" + urlencode({"next": request.get_full_path()})
+            return HttpResponseRedirect(login)
         return await view(request, *args, **kwargs)
 
     return wrapper
@@ -97,7 +99,9 @@ def admin_required(view: View) -> View:
     return wrapper
 
 
-def safe_next(request: HttpRequest, default: str = "/") -> str:
+def safe_next(request: HttpRequest, default: str | None = None) -> str:
+    if default is None:
+        default = reverse("home")
     target = request.POST.get("next") or request.GET.get("next") or default
     if url_has_allowed_host_and_scheme(
         target, {request.get_host()}, require_https=request.is_secure()

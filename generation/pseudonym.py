@@ -1,4 +1,4 @@
-"""The per-user pseudonym sent to OpenRouter as `user` on every generation (decision 27).
+"""The per-user pseudonym sent to OpenRouter as `user` on every generation (decision 33).
 
 OpenRouter isolates abusive end users by this field; without it a provider's policy block
 lands on the whole organisation's account. It must be stable (the same person is the same

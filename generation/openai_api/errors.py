@@ -1,4 +1,4 @@
-"""The project's errors in OpenAI's shape, in one place (decision 27).
+"""The project's errors in OpenAI's shape, in one place (decision 33).
 
 `{"error": {"message", "type", "param", "code"}}` with the status the official SDKs map to
 their exception classes. The SDKs retry 408, 409, 429 and 5xx by themselves unless the

@@ -2,7 +2,7 @@
 validated by them (an explicit allow-list: unknown fields are refused, never forwarded),
 responses the gateway builds are rendered by them, and the OpenAPI schema reads both.
 
-Chat completions are OpenRouter's answer passed through (decision 27): their serializers
+Chat completions are OpenRouter's answer passed through (decision 33): their serializers
 declare the fields every answer has; the extra fields OpenRouter adds (`provider`,
 `reasoning`, `annotations`, `images`, …) pass through (response objects allow more
 properties than they list).

@@ -1,7 +1,7 @@
 """Actions of the OpenAI-compatible API: each call is admitted, run and settled by the call
 ledger (decision 20) exactly like the native API's, so usage, history, limits and the
 upstream pseudonym hold on /v1/ too. Chat answers are OpenRouter's, passed through with
-the gateway's generation id (decision 27)."""
+the gateway's generation id (decision 33)."""
 
 from __future__ import annotations
 
