@@ -5,18 +5,21 @@ same DRF classes); only the error shape is OpenAI's (generation.openai_api.error
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_user
-from core.api import ApiView, validate
+from core.api import ApiView, flatten_errors
+from core.errors import ValidationFailed
 from generation.openai_api import services
 from generation.openai_api.errors import openai_exception_handler
 from generation.openai_api.serializers import (
@@ -32,6 +35,7 @@ from generation.openai_api.serializers import (
 )
 from generation.openrouter import ModelInfo
 
+S = TypeVar("S", bound=serializers.Serializer)
 TAG = "openai"
 ERROR_DESCRIPTIONS = {
     400: "Invalid request (`invalid_request_error`): unknown or malformed fields; `param` "
@@ -69,8 +73,28 @@ class OpenAIView(ApiView):
         return openai_exception_handler
 
 
+@functools.cache
+def shared(serializer_class: type[S]) -> S:
+    """One instance per shape: DRF deep-copies every declared field into each new instance
+    (the chat request's nested shapes cost more than the rest of the request), and
+    run_validation()/to_representation() keep no state on the instance."""
+    return serializer_class()
+
+
+def validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    try:
+        return dict(shared(serializer_class).run_validation(data))
+    except serializers.ValidationError as exc:
+        raise ValidationFailed(fields=flatten_errors(exc.detail)) from None
+
+
+def render(serializer_class: type[serializers.Serializer], instance: Any) -> dict[str, Any]:
+    return dict(shared(serializer_class).to_representation(instance))
+
+
 def model_object(model: ModelInfo) -> dict[str, Any]:
-    return ModelObjectSerializer(
+    return render(
+        ModelObjectSerializer,
         {
             "id": model.id,
             "created": model.created or 0,
@@ -79,8 +103,8 @@ def model_object(model: ModelInfo) -> dict[str, Any]:
             "context_length": model.context_length,
             "input_modalities": list(model.input_modalities),
             "output_modalities": list(model.output_modalities),
-        }
-    ).data
+        },
+    )
 
 
 class ModelListView(OpenAIView):
@@ -170,7 +194,7 @@ class EmbeddingsView(OpenAIView):
     async def post(self, request: Request) -> Response:
         data = validate(EmbeddingRequestSerializer, request.data)
         answer = await services.create_embeddings(request_user(request), data)
-        return Response(EmbeddingListSerializer(answer).data)
+        return Response(render(EmbeddingListSerializer, answer))
 
 
 class ImageGenerationsView(OpenAIView):
@@ -189,4 +213,4 @@ class ImageGenerationsView(OpenAIView):
             return request.build_absolute_uri(path)
 
         answer = await services.generate_images(request_user(request), data, media_url=media_url)
-        return Response(ImagesResponseSerializer(answer).data)
+        return Response(render(ImagesResponseSerializer, answer))
