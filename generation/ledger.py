@@ -81,6 +81,7 @@ class Call:
     outcome: CallOutcome  # the usage record of the upstream call
     pending: asyncio.Future[None]  # the pending row's write, queued when the call began
     pieces: list[str] = field(default_factory=list)  # text streamed so far
+    upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
     _also: list[Callable[[Tx], None]] = field(default_factory=list)
     _answered: bool = False
 
@@ -153,6 +154,8 @@ async def run(
     except BaseException as exc:
         outcome.note_failure(exc)
         await _settle(call, _ended(call, exc))
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id:
+            _cost_later(call.id, outcome.kind, call.upstream_id)
         raise
     if not call._answered:  # a bug in the block: still never leave the row pending
         outcome.failed("internal_error")
@@ -210,6 +213,45 @@ async def _commit(call: Call, final: Generation, usage: UsageRecord) -> None:
             write(tx)
 
     await db.awrite(settle)
+
+
+# An abandoned stream never sees its usage chunk, but OpenRouter still bills what it made:
+# ask GET /generation for the cost (it answers 404 for a moment first) and book it.
+LATE_COST_WAITS = (0.0, 1.0, 2.0, 4.0, 8.0)
+_late: set[asyncio.Task[None]] = set()
+
+
+def _cost_later(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+    task = asyncio.get_running_loop().create_task(
+        _book_late_cost(generation_id, usage_kind, upstream_id)
+    )
+    _late.add(task)
+    task.add_done_callback(_late.discard)
+
+
+async def _book_late_cost(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+    from generation.openrouter import get_openrouter_client
+
+    for wait in LATE_COST_WAITS:
+        await asyncio.sleep(wait)
+        try:
+            usage = await get_openrouter_client().generation_stats(upstream_id)
+        except UpstreamError as exc:
+            log.info("costing abandoned call %s failed: %s", generation_id, exc.code)
+            continue
+        if usage is not None and usage.cost is not None:
+            await get_database().awrite(
+                repo.book_late_cost, generation_id, usage_kind,
+                usage.prompt_tokens, usage.completion_tokens, usage.cost,
+            )  # fmt: skip
+            return
+    log.warning("no cost for abandoned call %s: OpenRouter never reported it", generation_id)
+
+
+async def wait_for_late_costs() -> None:
+    """Until every abandoned call has been costed or given up on (shutdown, tests)."""
+    while _late:
+        await asyncio.gather(*_late, return_exceptions=True)
 
 
 def book_interrupted_calls() -> int:

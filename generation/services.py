@@ -180,6 +180,7 @@ async def stream_answer(
     ):
         async for event in events:
             if isinstance(event, ContentDelta):
+                call.upstream_id = call.upstream_id or event.generation_id
                 if event.text:
                     call.pieces.append(event.text)
                     yield event.text

@@ -161,6 +161,8 @@ async def chat_completion_chunks(
                     if event.delta is not None:
                         call.pieces.append(event.delta.text)
                     chunk = event.data
+                    if call.upstream_id is None and isinstance(chunk.get("id"), str):
+                        call.upstream_id = chunk["id"]  # to cost the call if it is abandoned
                     chunk["id"] = generation_id
                     if not chunk.get("choices"):  # the usage chunk: after the settle, if asked
                         if include_usage and "usage" in chunk:

@@ -123,7 +123,8 @@ class _ChatStream:
         delta = delta if isinstance(delta, dict) and choice.get("index", 0) == 0 else {}
         text, images = content_text(delta.get("content")), image_urls(delta.get("images"))
         self.parts.append(text)
-        return StreamChunk(chunk, ContentDelta(text, images) if text or images else None)
+        delta = ContentDelta(text, images, self.generation_id) if text or images else None
+        return StreamChunk(chunk, delta)
 
     def _remember(self, chunk: dict[str, Any], choice: dict[str, Any]) -> None:
         if isinstance(chunk.get("model"), str):
@@ -418,6 +419,28 @@ class OpenRouterClient:
                 generation_id=_str_or_none(data.get("generation_id")),
                 latency_ms=answer.latency_ms,
             )
+
+    async def generation_stats(self, generation_id: str) -> Usage | None:
+        """Reference §7 GET /generation?id=: what a generation cost, or None while OpenRouter
+        does not know it yet (it answers 404 for a moment after a generation ends). Retried:
+        a read. Used to cost a stream its client abandoned before the usage chunk."""
+        try:
+            answer = await self._request(
+                "GET", "/generation", params={"id": generation_id}, retry=True
+            )
+        except OpenRouterError as exc:
+            if exc.code == "upstream_not_found":
+                return None
+            raise
+        data = answer.json_object().get("data")
+        stats = data if isinstance(data, dict) else {}
+        return Usage.from_json(
+            {
+                "prompt_tokens": stats.get("tokens_prompt"),
+                "completion_tokens": stats.get("tokens_completion"),
+                "cost": stats.get("total_cost"),
+            }
+        )
 
     def resolve_polling_url(self, polling_url: str) -> str:
         """The absolute form of a polling URL inside our API; raises if it is foreign."""

@@ -158,6 +158,9 @@ class ContentDelta:
 
     text: str
     images: tuple[str, ...] = ()
+    # OpenRouter's id of the generation (X-Generation-Id or the chunk's id), to cost it later
+    # through GET /generation if the stream is abandoned.
+    generation_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -1205,3 +1205,19 @@ async def test_cookies_set_by_the_upstream_never_reach_the_next_request() -> Non
     await client.list_models()
     await client.aclose()
     assert seen and all(cookie is None for cookie in seen)
+
+
+# --- generation stats (reference §7) ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_generation_stats_report_the_cost_or_none_while_unknown() -> None:
+    stats = {
+        "data": {"id": "gen-1", "total_cost": 0.0021, "tokens_prompt": 7, "tokens_completion": 3}
+    }
+    fake = FakeOpenRouter(reply(404, error_body(404, "Not Found")), reply(200, stats))
+    client = client_for(fake, max_retries=0)
+    assert await client.generation_stats("gen-1") is None
+    usage = await client.generation_stats("gen-1")
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cost) == (7, 3, 0.0021)
+    assert str(fake.requests[-1].url) == f"{BASE}/generation?id=gen-1"
