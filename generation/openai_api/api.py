@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
+from uuid import UUID
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
@@ -208,7 +209,7 @@ class ImageGenerationsView(OpenAIView):
     async def post(self, request: Request) -> Response:
         data = validate(ImageGenerationRequestSerializer, request.data)
 
-        def media_url(generation_id: object, index: int) -> str:
+        def media_url(generation_id: UUID, index: int) -> str:
             path = reverse("api-media", args=[generation_id, index])
             return request.build_absolute_uri(path)
 

@@ -37,6 +37,8 @@ _TYPES = {
 SDK_RETRY_AFTER_LIMIT = 60
 # Codes the OpenAI API uses for the same situations, where the gateway's differ.
 _UNKNOWN_MODEL = "unknown_model"
+# Failures no retry can mend until an administrator acts.
+_NEVER_SUCCEEDS = frozenset({"upstream_not_configured", "upstream_auth_failed"})
 
 
 def openai_error(
@@ -50,7 +52,7 @@ def openai_error(
     if error.fields and code == "validation_error":
         message = "; ".join(f"{name}: {text}" for name, text in error.fields.items())
     headers = dict(error.headers)
-    if status >= 500 and method == "POST":
+    if status >= 500 and (method == "POST" or code in _NEVER_SUCCEEDS):
         headers["x-should-retry"] = "false"
     if status == 429 and _retry_after(headers) > SDK_RETRY_AFTER_LIMIT:
         headers["x-should-retry"] = "false"
@@ -92,7 +94,9 @@ def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
 
 
 def _param(fields: Mapping[str, str]) -> str | None:
-    return next(iter(fields), None) if fields else None
+    """The first field at fault, as OpenAI's `param` names it (none for the whole body)."""
+    name = next(iter(fields), None)
+    return None if name in (None, "non_field_errors") else name
 
 
 def _retry_after(headers: Mapping[str, str]) -> int:

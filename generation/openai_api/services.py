@@ -11,11 +11,12 @@ import contextlib
 import json
 import math
 import struct
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from accounts.repository import User
 from core.db import DatabaseError
@@ -24,6 +25,7 @@ from generation import ledger, services
 from generation.catalog import find_model, list_models
 from generation.ledger import Admission, Call
 from generation.media import media_path
+from generation.openai_api.errors import openai_error
 from generation.openrouter import (
     KeepAlive,
     ModelInfo,
@@ -204,8 +206,6 @@ def _event(chunk: Mapping[str, Any]) -> bytes:
 
 
 def _error_chunk(call: Call, model: str, error: ApiError) -> dict[str, Any]:
-    from generation.openai_api.errors import openai_error
-
     body, _, _ = openai_error(error)
     return {
         "id": str(call.id),
@@ -293,7 +293,9 @@ def _from_base64(text: str) -> list[float]:
 # -- images ---------------------------------------------------------------------------------
 
 
-async def generate_images(user: User, data: Mapping[str, Any], *, media_url: Any) -> dict[str, Any]:
+async def generate_images(
+    user: User, data: Mapping[str, Any], *, media_url: Callable[[UUID, int], str]
+) -> dict[str, Any]:
     """The native image generation (the catalogue picks the upstream path; the images are
     stored in the history), answered as OpenAI's ImagesResponse. `media_url(generation,
     index)` makes the absolute URL of a stored image for response_format url."""

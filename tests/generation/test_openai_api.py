@@ -318,3 +318,15 @@ def test_images_are_returned_and_kept_in_the_history(alice, stub, model):
         {"model": model, "prompt": "a cat", "response_format": "url"},
     ).json()["data"][0]["url"]
     assert linked.startswith("http://testserver/api/generations/")
+
+
+def test_an_unconfigured_gateway_tells_the_sdk_a_retry_cannot_help(alice, settings):
+    from generation.catalog import clear_cache
+    from generation.openrouter import reset_openrouter_client
+
+    settings.OPENROUTER_API_KEY = ""
+    clear_cache()
+    reset_openrouter_client()
+    response = alice.client.call("GET", "/v1/models")
+    assert response.status_code == 503 and response["x-should-retry"] == "false"
+    assert response.json()["error"]["code"] == "upstream_not_configured"
