@@ -19,6 +19,13 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# The last 2.x OpenAI SDK beside the venv's 3.x, for the SDK tests (git-ignored).
+SDK2 := .sdk/openai-2
+$(SDK2)/.installed: tests/e2e/openai_sdk/requirements-2x.txt | $(BIN)/python
+	rm -rf $(SDK2)
+	$(BIN)/pip install -q --target $(SDK2) -r tests/e2e/openai_sdk/requirements-2x.txt
+	touch $@
+
 # A first run writes a random SECRET_KEY into .env (git-ignored), so nothing needs configuring.
 .env:
 	@$(PYTHON) -c "import secrets; print('SECRET_KEY=' + secrets.token_urlsafe(50))" > .env
@@ -40,7 +47,7 @@ typecheck: $(VENV)/.dev
 # or in a throwaway one (tests/services.py). The slow browser and fuzz suites run on DuckDB.
 pytest: pytest-duckdb pytest-postgresql
 
-pytest-duckdb: $(VENV)/.dev
+pytest-duckdb: $(VENV)/.dev $(SDK2)/.installed
 	bash scripts/install-test-packages.sh $(BIN)/python
 	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest
@@ -57,4 +64,4 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/stats_bench.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .sdk .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """Who is calling: an exact in-process directory of users, live token families and API keys.
 
 The server is one process and every write publishes its after-commit callbacks in commit
-order (DuckDB's one writer; on PostgreSQL the publication lock, decision 35), so a directory
+order (DuckDB's one writer; on PostgreSQL the publication lock, decision 36), so a directory
 loaded as a write and updated by those callbacks is exactly the database's state.
 Authenticating a request therefore costs dictionary lookups, not database queries, and a
 deletion, deactivation, role change or revocation takes effect on the very next request.

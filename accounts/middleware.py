@@ -8,14 +8,13 @@ from asgiref.sync import markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
 from accounts.web import attach_page_user
-
-API_PREFIX = "/api/"
+from core.paths import is_api_path
 
 
 class PageUserMiddleware:
     """After the session middleware: set request.gateway_user for every page request.
 
-    The JSON API authenticates bearer credentials in DRF instead, so /api/ is left alone.
+    The JSON APIs authenticate bearer credentials in DRF instead, so they are left alone.
     """
 
     sync_capable = False
@@ -26,6 +25,6 @@ class PageUserMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if not request.path.startswith(API_PREFIX):
+        if not is_api_path(request.path):
             attach_page_user(request)
         return await self.get_response(request)

@@ -30,6 +30,8 @@ from core.db import DatabaseError, close_database, get_database, one_process_onl
 
 log = logging.getLogger(__name__)
 
+LATE_COST_SHUTDOWN_WAIT = 2.0  # seconds
+
 
 def with_lifespan(app: ASGIApp) -> ASGIApp:
     """Open the database at start-up (failing with one sentence) and close it at shutdown."""
@@ -38,6 +40,7 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "lifespan":
             await app(scope, receive, send)
             return
+        from generation.ledger import wait_for_late_costs
         from generation.openrouter import close_openrouter_client
         from generation.services import watch_unfinished_jobs
 
@@ -61,6 +64,10 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
+                # Abandoned streams being costed: usually done in a moment; never hold
+                # the shutdown for OpenRouter's slow ones (they stay booked without a cost).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wait_for_late_costs(), LATE_COST_SHUTDOWN_WAIT)
                 await close_openrouter_client()
                 await asyncio.to_thread(close_database)
                 await send({"type": "lifespan.shutdown.complete"})

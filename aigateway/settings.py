@@ -158,6 +158,9 @@ MIDDLEWARE = [
 CSRF_FAILURE_VIEW = "core.pages.csrf_failure"
 
 ROOT_URLCONF = "aigateway.urls"
+# The JSON APIs: bearer credentials only (no session, no CSRF), errors as JSON. /v1/ is the
+# OpenAI-compatible API (generation/openai_api).
+API_PATH_PREFIXES = ("/api/", "/v1/")
 ASGI_APPLICATION = "aigateway.asgi.application"
 WSGI_APPLICATION = "aigateway.wsgi.application"
 
@@ -292,8 +295,17 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Self-hosted AI gateway in front of OpenRouter. Every error has the shape "
         '`{"error": {"code", "message", "fields"}}`. Authenticate with '
-        "`Authorization: Bearer <access token or API key>`."
+        "`Authorization: Bearer <access token or API key>`. The OpenAI-compatible API "
+        "under `/v1/` (tag `openai`) speaks OpenAI's format instead, errors included: "
+        '`{"error": {"message", "type", "param", "code"}}`.'
     ),
+    "TAGS": [
+        {
+            "name": "openai",
+            "description": "OpenAI-compatible API: point the official SDKs and the tools "
+            "built on them at `<site>/v1` with a personal API key.",
+        },
+    ],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -307,6 +319,12 @@ SPECTACULAR_SETTINGS = {
         "MessageRoleEnum": ["system", "user", "assistant"],
         "AssistantRoleEnum": ["assistant"],
         "ModelKindEnum": ["text", "image", "video"],
+        "ReasoningEffortEnum": ["minimal", "low", "medium", "high"],
+        "ContentPartTypeEnum": ["text", "image_url"],
+        "FunctionTypeEnum": ["function"],
+        "ResponseFormatTypeEnum": ["text", "json_object", "json_schema"],
+        "EmbeddingObjectEnum": ["embedding"],
+        "ListObjectEnum": ["list"],
         "GenerationKindEnum": ["text", "chat", "image", "video"],
     },
     "POSTPROCESSING_HOOKS": [
@@ -341,6 +359,9 @@ OPENROUTER_CONNECT_TIMEOUT = envfloat("OPENROUTER_CONNECT_TIMEOUT", 5.0)
 OPENROUTER_READ_TIMEOUT = envfloat("OPENROUTER_READ_TIMEOUT", 120.0)
 OPENROUTER_STREAM_READ_TIMEOUT = envfloat("OPENROUTER_STREAM_READ_TIMEOUT", 300.0)
 OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
+# Keys the per-user pseudonym sent upstream as `user` (decision 33); empty: derived from
+# SECRET_KEY. Changing it gives every user a new pseudonym at OpenRouter.
+UPSTREAM_USER_KEY = envsecret("UPSTREAM_USER_KEY")
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -6,6 +6,7 @@ from accounts.urls import page_urlpatterns as accounts_pages
 from adminops.page_urls import page_urlpatterns as adminops_pages
 from adminops.urls import api_urlpatterns as adminops_api
 from core import health
+from generation.openai_api.urls import urlpatterns as openai_api
 from generation.urls import api_urlpatterns as generation_api
 from generation.urls import page_urlpatterns as generation_pages
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("api/ping", health.ping, name="api-ping"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("v1/", include(openai_api)),
     path("", include(accounts_pages)),
     path("", include(generation_pages)),
     path("", include(adminops_pages)),

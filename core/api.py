@@ -19,6 +19,7 @@ from core.db import DatabaseBusy, DatabaseError, IntegrityViolation
 from core.errors import ApiError, Conflict, RateLimited, ValidationFailed
 from core.params import MAX_PAGE, whole_number_param
 from core.parsers import MalformedMultipart
+from core.paths import is_api_path
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def json_error(error: ApiError) -> JsonResponse:
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if is_api_path(request.path):
         return json_error(ApiError("Not found.", code="not_found", status=404))
     from django.views.defaults import page_not_found
 
@@ -235,7 +236,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if is_api_path(request.path):
         return json_error(
             ApiError("Something went wrong on our side.", code="internal_error", status=500)
         )
@@ -247,12 +248,12 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if isinstance(exception, MultiPartParserError):  # a form Django itself failed to read
         error: ApiError = MalformedMultipart()
-        if request.path.startswith("/api/"):
+        if is_api_path(request.path):
             return json_error(error)
         from django.shortcuts import render
 
         return render(request, "error.html", {"error": error}, status=error.status)
-    if request.path.startswith("/api/"):
+    if is_api_path(request.path):
         return json_error(ApiError("The request was refused.", code="bad_request", status=400))
     from django.views.defaults import bad_request as default_bad_request
 

@@ -20,6 +20,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.http.request import split_domain_port, validate_host
 
 from core.params import ascii_whole_number
+from core.paths import is_api_path
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def body_limit_for(path: str) -> int:
 
 
 async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-    """An error answered before Django: the API's error shape under /api/, text elsewhere."""
-    if scope["path"].startswith("/api/"):
+    """An error answered before Django: the API's error shape under the API prefixes, text
+    elsewhere."""
+    if is_api_path(scope["path"]):
         body = json.dumps({"error": {"code": code, "message": message, "fields": {}}}).encode()
         content_type = b"application/json"
     else:

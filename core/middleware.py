@@ -14,6 +14,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
+from core.paths import is_api_path
+
 log = logging.getLogger("aigateway.request")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -68,8 +70,6 @@ def request_log_middleware(get_response: Handler | AsyncHandler) -> Handler | As
     return sync_middleware
 
 
-API_PREFIX = "/api/"
-
 # Pages load scripts, styles, images and media from this site only, run no inline script,
 # inline handler, inline style or eval, and are never framed (docs/decisions.md, 28).
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -95,8 +95,8 @@ class InlineMiddleware:
     Under ASGI their MiddlewareMixin base runs every hook through sync_to_async (a thread
     hop each, ~100 µs here). Their hooks only do in-memory work in this project
     (signed-cookie sessions, cookie messages), so they run directly on the event loop.
-    The JSON API authenticates with bearer tokens, never cookies, so /api/ gets only the
-    security headers; pages get the whole set and a Content-Security-Policy.
+    The JSON APIs (/api/, /v1/) authenticate with bearer tokens, never cookies, so they get
+    only the security headers; pages get the whole set and a Content-Security-Policy.
     """
 
     sync_capable = False
@@ -123,7 +123,7 @@ class InlineMiddleware:
         early = self.security.process_request(request)
         if early is not None:
             return self.security.process_response(request, early)
-        if request.path.startswith(API_PREFIX):
+        if is_api_path(request.path):
             response: Any = await self.get_response(request)
             return self.security.process_response(request, response)
         self.session.process_request(request)
@@ -141,7 +141,7 @@ class InlineMiddleware:
     async def process_view(
         self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any
     ) -> HttpResponseBase | None:
-        if request.path.startswith(API_PREFIX):
+        if is_api_path(request.path):
             return None
         return self.csrf.process_view(request, view, args, kwargs)
 
@@ -153,7 +153,7 @@ class InlineMiddleware:
 
         from core.errors import ApiError
 
-        if request.path.startswith(API_PREFIX) or not isinstance(exception, ApiError):
+        if is_api_path(request.path) or not isinstance(exception, ApiError):
             return None
         template = "404.html" if exception.status == 404 else "error.html"
         return render(request, template, {"error": exception}, status=exception.status)

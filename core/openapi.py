@@ -122,6 +122,15 @@ class GatewaySchema(AutoSchema):
             statuses.append(404)
         return statuses
 
+    def _error(self, status: int) -> OpenApiResponse:
+        """The view's error shape: the API's one, unless the view speaks another (a view
+        with `error_serializer` and `error_descriptions`, e.g. OpenAI's under /v1/)."""
+        serializer = getattr(self.view, "error_serializer", None)
+        if serializer is None:
+            return errors(status)[status]
+        descriptions = getattr(self.view, "error_descriptions", ERROR_DESCRIPTIONS)
+        return OpenApiResponse(serializer, description=descriptions[status])
+
     def _map_basic_serializer(self, serializer: Any, direction: Any) -> dict[str, Any]:
         schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)
         if direction == "request" and isinstance(force_instance(serializer), StrictSerializer):
@@ -133,7 +142,7 @@ class GatewaySchema(AutoSchema):
         for status in sorted(set(self._implied_errors())):
             if str(status) not in responses:
                 responses[str(status)] = self._get_response_for_code(
-                    errors(status)[status], str(status), direction=direction
+                    self._error(status), str(status), direction=direction
                 )
         for status, headers in _HEADERS.items():
             if str(status) in responses:

@@ -27,14 +27,23 @@ from core.errors import UpstreamError, ValidationFailed
 from generation import repository as repo
 from generation.catalog import find_model
 from generation.openrouter import ModelInfo
+from generation.pseudonym import upstream_user
 from generation.repository import Generation, UsageRecord
 from generation.usage import CallOutcome
 
 log = logging.getLogger(__name__)
 
 # The catalogue kind a generation kind needs, and the usage kind of its upstream call.
-MODEL_KIND = {"text": "text", "chat": "text", "image": "image", "video": "video"}
+MODEL_KIND = {
+    "text": "text",
+    "chat": "text",
+    "image": "image",
+    "video": "video",
+    "embedding": "embedding",
+}
 USAGE_KIND = {"video": "video_submit"}
+# Where a client finds the models of a catalogue kind.
+_MODEL_LIST = {"embedding": "/v1/models"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +64,13 @@ async def admit(user: User, kind: str, model_id: str) -> Admission:
         raise ValidationFailed(
             f"'{model_id}' is not a {model_kind} model of this gateway's catalogue.",
             code="unknown_model",
-            fields={"model": f"Choose a {model_kind} model from /api/ai/models?kind={model_kind}."},
+            fields={"model": f"Choose a {model_kind} model from {_models_of(model_kind)}."},
         )
     return Admission(user, kind, model)
+
+
+def _models_of(model_kind: str) -> str:
+    return _MODEL_LIST.get(model_kind, f"/api/ai/models?kind={model_kind}")
 
 
 @dataclass
@@ -68,12 +81,18 @@ class Call:
     outcome: CallOutcome  # the usage record of the upstream call
     pending: asyncio.Future[None]  # the pending row's write, queued when the call began
     pieces: list[str] = field(default_factory=list)  # text streamed so far
+    upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
     _also: list[Callable[[Tx], None]] = field(default_factory=list)
     _answered: bool = False
 
     @property
     def id(self) -> UUID:
         return self.row.id
+
+    @property
+    def upstream_user(self) -> str:
+        """The `user` every upstream generation request of this call must carry."""
+        return upstream_user(self.row.user_id)
 
     def answered(
         self,
@@ -135,6 +154,8 @@ async def run(
     except BaseException as exc:
         outcome.note_failure(exc)
         await _settle(call, _ended(call, exc))
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id:
+            _cost_later(call.id, outcome.kind, call.upstream_id)
         raise
     if not call._answered:  # a bug in the block: still never leave the row pending
         outcome.failed("internal_error")
@@ -192,6 +213,45 @@ async def _commit(call: Call, final: Generation, usage: UsageRecord) -> None:
             write(tx)
 
     await db.awrite(settle)
+
+
+# An abandoned stream never sees its usage chunk, but OpenRouter still bills what it made:
+# ask GET /generation for the cost (it answers 404 for a moment first) and book it.
+LATE_COST_WAITS = (0.0, 1.0, 2.0, 4.0, 8.0)
+_late: set[asyncio.Task[None]] = set()
+
+
+def _cost_later(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+    task = asyncio.get_running_loop().create_task(
+        _book_late_cost(generation_id, usage_kind, upstream_id)
+    )
+    _late.add(task)
+    task.add_done_callback(_late.discard)
+
+
+async def _book_late_cost(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+    from generation.openrouter import get_openrouter_client
+
+    for wait in LATE_COST_WAITS:
+        await asyncio.sleep(wait)
+        try:
+            usage = await get_openrouter_client().generation_stats(upstream_id)
+        except UpstreamError as exc:
+            log.info("costing abandoned call %s failed: %s", generation_id, exc.code)
+            continue
+        if usage is not None and usage.cost is not None:
+            await get_database().awrite(
+                repo.book_late_cost, generation_id, usage_kind,
+                usage.prompt_tokens, usage.completion_tokens, usage.cost,
+            )  # fmt: skip
+            return
+    log.warning("no cost for abandoned call %s: OpenRouter never reported it", generation_id)
+
+
+async def wait_for_late_costs() -> None:
+    """Until every abandoned call has been costed or given up on (shutdown, tests)."""
+    while _late:
+        await asyncio.gather(*_late, return_exceptions=True)
 
 
 def book_interrupted_calls() -> int:

@@ -225,6 +225,25 @@ def settle_generations(
     return [None] * len(settled)
 
 
+def book_late_cost(
+    tx: Tx, generation_id: UUID, usage_kind: str, tokens_in: int, tokens_out: int, cost: float
+) -> None:
+    """The cost OpenRouter reported afterwards for a call whose stream was abandoned: on
+    its usage row and history row, unless they already have one."""
+    values = [cost, tokens_in, tokens_out]
+    tx.execute(
+        "UPDATE usage_records SET cost = ?, tokens_in = coalesce(tokens_in, ?),"
+        " tokens_out = coalesce(tokens_out, ?)"
+        " WHERE generation_id = ? AND kind = ? AND cost IS NULL",
+        [*values, generation_id, usage_kind],
+    )
+    tx.execute(
+        "UPDATE generations SET cost = ?, tokens_in = coalesce(tokens_in, ?),"
+        " tokens_out = coalesce(tokens_out, ?) WHERE id = ? AND cost IS NULL",
+        [*values, generation_id],
+    )
+
+
 def book_interrupted_calls(tx: Tx, now: datetime) -> int:
     """At start-up: every call still pending without a video job behind it was cut off by
     a crash. Book it as interrupted, with a usage row at the upper bound it reserved

@@ -45,9 +45,12 @@ ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
 # -- models -----------------------------------------------------------------------------
 
 
+NATIVE_KINDS = ("text", "image", "video")  # embeddings are served by /v1/embeddings only
+
+
 async def models_of_kind(kind: str | None, user: User | None = None) -> list[ModelInfo]:
     models = await list_models(user.id if user else None)
-    return [m for m in models if kind is None or m.kind == kind]
+    return [m for m in models if m.kind == kind or (kind is None and m.kind in NATIVE_KINDS)]
 
 
 # -- text and chat ----------------------------------------------------------------------
@@ -117,7 +120,9 @@ async def answer_chat(
     model = admission.model.id
     prompt = _last_user_message(messages)
     async with ledger.run(admission, prompt, options, conversation_id=conversation_id) as call:
-        result = await get_openrouter_client().chat(chat_payload(model, messages, options))
+        result = await get_openrouter_client().chat(
+            chat_payload(model, messages, options), user=call.upstream_user
+        )
         call.answered(
             model=result.model, latency_ms=result.latency_ms, usage=result.usage,
             output_text=result.text,
@@ -171,10 +176,11 @@ async def stream_answer(
     end: StreamEnd | None = None
     async with (
         ledger.run(admission, prompt, options, conversation_id=conversation_id) as call,
-        aclosing(get_openrouter_client().stream_chat(payload)) as events,  # type: ignore[type-var]
+        aclosing(get_openrouter_client().stream_chat(payload, user=call.upstream_user)) as events,
     ):
         async for event in events:
             if isinstance(event, ContentDelta):
+                call.upstream_id = call.upstream_id or event.generation_id
                 if event.text:
                     call.pieces.append(event.text)
                     yield event.text
@@ -203,8 +209,9 @@ async def generate_image(
         result: ImageResult
         if "text" in admission.model.output_modalities:
             result = await client.generate_image_via_chat(
-                model, prompt, modalities=("image", "text"), image_config=image_config or None
-            )
+                model, prompt, user=call.upstream_user, modalities=("image", "text"),
+                image_config=image_config or None,
+            )  # fmt: skip
         else:
             payload: dict[str, Any] = {"model": model, "prompt": prompt}
             if options.get("aspect_ratio"):
@@ -214,7 +221,7 @@ async def generate_image(
             for name in ("size", "n"):
                 if options.get(name):
                     payload[name] = options[name]
-            result = await client.generate_images(payload)
+            result = await client.generate_images(payload, user=call.upstream_user)
         call.answered(
             model=result.model, latency_ms=result.latency_ms, usage=result.usage,
             output_text=result.text or None,
@@ -288,7 +295,7 @@ async def submit_video(
         ]
     params = {**options, "from_image": bool(first_frame)}
     async with ledger.run(admission, prompt, params) as call:
-        upstream = await get_openrouter_client().create_video(payload)
+        upstream = await get_openrouter_client().create_video(payload, user=call.upstream_user)
         now = utcnow()
         terminal = upstream.status in repo.TERMINAL_VIDEO_STATES
         job = VideoJob(

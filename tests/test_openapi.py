@@ -1,5 +1,5 @@
-"""The OpenAPI schema covers every /api/ route and method, with auth and the error shape;
-the interactive docs are served from the app itself (no CDN)."""
+"""The OpenAPI schema covers every /api/ and /v1/ route and method, with auth and the error
+shape (OpenAI's under /v1/); the interactive docs are served from the app itself (no CDN)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def api_routes() -> list[tuple[str, Any]]:
     found = [
         (openapi_path(route), callback)
         for route, callback in walk(get_resolver().url_patterns)
-        if route.startswith("api/")
+        if route.startswith(("api/", "v1/")) and "(?P" not in route  # not /v1/'s catch-all 404
     ]
     return [(path, callback) for path, callback in found if path not in NOT_API]
 
@@ -106,10 +106,11 @@ def test_every_error_response_has_the_one_error_shape(schema):
     for path, method, operation in _operations(schema):
         if path in ("/api/ping", "/healthz", "/readyz"):
             continue
+        shape = "OpenAIError" if path.startswith("/v1/") else "Error"
         for status, response in operation["responses"].items():
             if status >= "400":
                 ref = response["content"]["application/json"]["schema"]["$ref"]
-                assert ref == "#/components/schemas/Error", (method, path, status)
+                assert ref == f"#/components/schemas/{shape}", (method, path, status)
         assert "429" in operation["responses"], (method, path)
         assert "Retry-After" in operation["responses"]["429"]["headers"]
 
@@ -153,3 +154,18 @@ def test_the_docs_are_served_from_the_app_without_a_cdn(anon):
         assert asset.startswith("/static/"), asset
         assert finders.find(asset.removeprefix("/static/")), asset
     assert "unpkg" not in html and "cdn" not in html.lower()
+
+
+def test_the_openai_compatible_operations_are_grouped_apart(schema):
+    v1 = [(p, m, op) for p, m, op in _operations(schema) if p.startswith("/v1/")]
+    assert {(p, m) for p, m, _ in v1} == {
+        ("/v1/models", "get"), ("/v1/models/{model_id}", "get"), ("/v1/embeddings", "post"),
+        ("/v1/chat/completions", "post"), ("/v1/images/generations", "post"),
+    }  # fmt: skip
+    assert all(op["tags"] == ["openai"] for _, _, op in v1)
+    assert not any(
+        "openai" in op.get("tags", []) for p, _, op in _operations(schema) if p[:4] != "/v1/"
+    )
+    assert any(tag["name"] == "openai" for tag in schema["tags"])
+    error = schema["components"]["schemas"]["OpenAIErrorDetail"]
+    assert set(error["properties"]) == {"message", "type", "param", "code"}

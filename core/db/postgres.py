@@ -2,10 +2,10 @@
 
 Selected by `DATABASE_URL=postgresql://…`. Repository functions stay synchronous
 `fn(con, ...)`/`fn(tx, ...)`; each call runs on a thread of the database's own executor
-with a connection from a `psycopg_pool.ConnectionPool` (decision 33 has the measurement
+with a connection from a `psycopg_pool.ConnectionPool` (decision 34 has the measurement
 that chose this over an async driver). Every write function is one transaction of its
 own; PostgreSQL's row locks, not a single writer, keep concurrent writes apart, so the
-read-modify-write functions take the locks they need (decision 35).
+read-modify-write functions take the locks they need (decision 36).
 
 Repositories write `?` placeholders, which a reader or a Tx here turns into psycopg's
 `%s` (cached per statement); DuckDB's path never pays for that. Migrations are their own

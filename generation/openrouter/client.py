@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +40,13 @@ from .errors import (
 )
 from .results import (
     ChatResult,
+    ChunkEvent,
     ContentDelta,
+    EmbeddingResult,
     ImageResult,
+    KeepAlive,
     ModelInfo,
+    StreamChunk,
     StreamEnd,
     StreamEvent,
     Usage,
@@ -54,7 +58,7 @@ from .results import (
     video_error,
     video_status,
 )
-from .sse import EventDataDecoder
+from .sse import Comment, EventDataDecoder
 from .urls import ApiBase
 
 logger = logging.getLogger(__name__)
@@ -100,7 +104,7 @@ class _ChatStream:
     usage: Usage | None = None
     parts: list[str] = field(default_factory=list)
 
-    def absorb(self, data: str) -> ContentDelta | None:
+    def absorb(self, data: str) -> StreamChunk:
         try:
             chunk = load_json(data)
         except ValueError:
@@ -115,10 +119,12 @@ class _ChatStream:
             raise for_inband_error(chunk.get("error") or choice.get("error"), secret=self.secret)
         self._remember(chunk, choice)
         delta = choice.get("delta")
-        delta = delta if isinstance(delta, dict) else {}
+        # With n > 1 the choices arrive interleaved; the first one is the answer kept.
+        delta = delta if isinstance(delta, dict) and choice.get("index", 0) == 0 else {}
         text, images = content_text(delta.get("content")), image_urls(delta.get("images"))
         self.parts.append(text)
-        return ContentDelta(text, images) if text or images else None
+        delta = ContentDelta(text, images, self.generation_id) if text or images else None
+        return StreamChunk(chunk, delta)
 
     def _remember(self, chunk: dict[str, Any], choice: dict[str, Any]) -> None:
         if isinstance(chunk.get("model"), str):
@@ -219,8 +225,8 @@ class OpenRouterClient:
     async def list_models(self) -> list[ModelInfo]:
         """Reference §2 GET /models?output_modalities=all, merged with §5 GET /videos/models.
 
-        Only text, image and video models are returned (embeddings, speech, … are left
-        out). Retried: listing is idempotent.
+        Only text, image, video and embedding models are returned (speech, rerank, … are
+        left out). Retried: listing is idempotent.
         """
         answer = await self._request(
             "GET", "/models", params={"output_modalities": "all"}, retry=True
@@ -241,12 +247,13 @@ class OpenRouterClient:
             raise
         return _parse_entries(answer, ModelInfo.from_video_model)
 
-    async def chat(self, payload: Mapping[str, Any]) -> ChatResult:
+    async def chat(self, payload: Mapping[str, Any], *, user: str) -> ChatResult:
         """Reference §3 POST /chat/completions, non-streaming. Never retried.
 
+        `user` is the end user's pseudonym (reference §8), required on every generation.
         finish_reason "error" (a provider failing mid-generation) raises OpenRouterError.
         """
-        body = {**payload, "stream": False}
+        body = {**payload, "stream": False, "user": user}
         answer = await self._request("POST", "/chat/completions", json_body=body)
         data = answer.json_object()
         with _stamping(answer.latency_ms):
@@ -259,21 +266,47 @@ class OpenRouterClient:
                 data, latency_ms=answer.latency_ms, generation_id=answer.generation_id
             )
 
-    async def stream_chat(self, payload: Mapping[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def stream_chat(
+        self, payload: Mapping[str, Any], *, user: str
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Reference §3 "Streaming": yields ContentDelta events, then one StreamEnd.
+
+        The same reader as stream_chat_chunks (see there), keeping only text and images.
+        """
+        async with aclosing(self.stream_chat_chunks(payload, user=user)) as events:
+            async for event in events:
+                if isinstance(event, StreamChunk):
+                    if event.delta is not None:
+                        yield event.delta
+                elif isinstance(event, StreamEnd):
+                    yield event
+
+    async def stream_chat_chunks(
+        self, payload: Mapping[str, Any], *, user: str
+    ) -> AsyncGenerator[ChunkEvent, None]:
+        """Reference §3 "Streaming": every chunk as sent (StreamChunk) and every keep-alive
+        comment (KeepAlive) as it arrives, then one StreamEnd with the usage chunk's counts.
 
         The request is sent on the first iteration step, so `await anext(stream)` tells a
         view whether OpenRouter accepted the request before it commits to a 200 response.
         Errors (before the first byte, mid-stream error events, a broken connection) are
         raised as OpenRouterError, never yielded. Closing the generator early (use
         contextlib.aclosing) closes the upstream connection, which stops billing.
+        Usage is always asked for: OpenRouter sends it anyway, OpenAI-compatible servers
+        only when `stream_options.include_usage` is set.
         """
         started = time.perf_counter()
+        body = {
+            **payload,
+            "stream": True,
+            "stream_options": {**(payload.get("stream_options") or {}), "include_usage": True},
+            "user": user,
+        }
         with _stamping_since(started):
             response = await self._send(
                 "POST",
                 self._endpoint("/chat/completions"),
-                json_body={**payload, "stream": True},
+                json_body=body,
                 timeouts=self._stream_timeout,
             )
         try:
@@ -281,11 +314,12 @@ class OpenRouterClient:
                 stream = _ChatStream(self._api_key, response.headers.get("x-generation-id"))
                 async with aclosing(_event_data(response)) as events:
                     async for data in events:
+                        if isinstance(data, Comment):
+                            yield KeepAlive(data.text)
+                            continue
                         if data.strip() == "[DONE]":
                             break
-                        delta = stream.absorb(data)
-                        if delta is not None:
-                            yield delta
+                        yield stream.absorb(data)
                     else:
                         if stream.finish_reason is None and stream.usage is None:
                             raise stream_broken()  # ended cleanly but mid-answer
@@ -298,6 +332,7 @@ class OpenRouterClient:
         model: str,
         prompt: str,
         *,
+        user: str,
         modalities: Sequence[str] = ("image", "text"),
         image_config: Mapping[str, Any] | None = None,
     ) -> ImageResult:
@@ -313,13 +348,13 @@ class OpenRouterClient:
         }
         if image_config:
             payload["image_config"] = dict(image_config)
-        result = await self.chat(payload)
+        result = await self.chat(payload, user=user)
         with _stamping(result.latency_ms):
             return ImageResult.from_chat(result)
 
-    async def generate_images(self, payload: Mapping[str, Any]) -> ImageResult:
+    async def generate_images(self, payload: Mapping[str, Any], *, user: str) -> ImageResult:
         """Reference §4 path 2: POST /images (data[].b64_json + media_type). Never retried."""
-        answer = await self._request("POST", "/images", json_body=dict(payload))
+        answer = await self._request("POST", "/images", json_body={**payload, "user": user})
         data = answer.json_object()
         with _stamping(answer.latency_ms):
             return ImageResult.from_images_api(
@@ -329,10 +364,23 @@ class OpenRouterClient:
                 generation_id=answer.generation_id,
             )
 
-    async def create_video(self, payload: Mapping[str, Any]) -> VideoJob:
+    async def create_video(self, payload: Mapping[str, Any], *, user: str) -> VideoJob:
         """Reference §5 POST /videos → 202 job {id, polling_url, status}. Never retried."""
-        answer = await self._request("POST", "/videos", json_body=dict(payload))
+        answer = await self._request("POST", "/videos", json_body={**payload, "user": user})
         return self._video_job(answer)
+
+    async def embeddings(self, payload: Mapping[str, Any], *, user: str) -> EmbeddingResult:
+        """Reference §8 POST /embeddings → {object, data[{embedding, index}], model, usage}.
+        Never retried (billed per call)."""
+        answer = await self._request("POST", "/embeddings", json_body={**payload, "user": user})
+        data = answer.json_object()
+        with _stamping(answer.latency_ms):
+            return EmbeddingResult.from_json(
+                data,
+                model=str(payload.get("model", "")),
+                latency_ms=answer.latency_ms,
+                generation_id=answer.generation_id,
+            )
 
     async def get_video(self, polling_url_or_id: str) -> VideoJob:
         """Reference §5 GET /videos/{jobId}. Accepts a job id or a polling_url (relative or
@@ -371,6 +419,28 @@ class OpenRouterClient:
                 generation_id=_str_or_none(data.get("generation_id")),
                 latency_ms=answer.latency_ms,
             )
+
+    async def generation_stats(self, generation_id: str) -> Usage | None:
+        """Reference §7 GET /generation?id=: what a generation cost, or None while OpenRouter
+        does not know it yet (it answers 404 for a moment after a generation ends). Retried:
+        a read. Used to cost a stream its client abandoned before the usage chunk."""
+        try:
+            answer = await self._request(
+                "GET", "/generation", params={"id": generation_id}, retry=True
+            )
+        except OpenRouterError as exc:
+            if exc.code == "upstream_not_found":
+                return None
+            raise
+        data = answer.json_object().get("data")
+        stats = data if isinstance(data, dict) else {}
+        return Usage.from_json(
+            {
+                "prompt_tokens": stats.get("tokens_prompt"),
+                "completion_tokens": stats.get("tokens_completion"),
+                "cost": stats.get("total_cost"),
+            }
+        )
 
     def resolve_polling_url(self, polling_url: str) -> str:
         """The absolute form of a polling URL inside our API; raises if it is foreign."""
@@ -552,8 +622,9 @@ def _parse_entries(answer: _Answer, parse: Callable[[object], ModelInfo | None])
     return [model for model in parsed if model is not None]
 
 
-async def _event_data(response: httpx.Response) -> AsyncGenerator[str, None]:
-    """Data of each server-sent event; transport failures become OpenRouterError."""
+async def _event_data(response: httpx.Response) -> AsyncGenerator[str | Comment, None]:
+    """Data of each server-sent event, and each comment line; transport failures become
+    OpenRouterError."""
     decoder = EventDataDecoder()
     failure: OpenRouterError | None = None
     try:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .errors import bad_answer, no_output
 
-ModelKind = Literal["text", "image", "video"]
+ModelKind = Literal["text", "image", "video", "embedding"]
 VideoStatus = Literal["pending", "in_progress", "completed", "failed", "cancelled", "expired"]
 
 VIDEO_STATUSES: frozenset[str] = frozenset(
@@ -61,10 +61,11 @@ class ModelInfo:
     output_modalities: tuple[str, ...]
     kind: ModelKind
     supported_parameters: tuple[str, ...] = ()
+    created: int | None = None  # Unix seconds, as OpenRouter lists it
 
     @classmethod
     def from_model(cls, model: object) -> ModelInfo | None:
-        """Parse a /models entry; None for entries the gateway cannot use (e.g. embeddings)."""
+        """Parse a /models entry; None for entries the gateway cannot use (e.g. speech)."""
         if not isinstance(model, dict) or not _str(model.get("id")):
             return None
         architecture = _dict(model.get("architecture"))
@@ -83,6 +84,7 @@ class ModelInfo:
             output_modalities=outputs,
             kind=kind,
             supported_parameters=_strings(model.get("supported_parameters")),
+            created=_int_or_none(model.get("created")),
         )
 
     @classmethod
@@ -100,11 +102,15 @@ class ModelInfo:
             input_modalities=inputs,
             output_modalities=("video",),
             kind="video",
+            created=_int_or_none(model.get("created")),
         )
 
 
 def model_kind(output_modalities: tuple[str, ...]) -> ModelKind | None:
-    """Video beats image beats text; other outputs (embeddings, speech, …) are not offered."""
+    """Video beats image beats text; embeddings are their own kind (used only by
+    /v1/embeddings); other outputs (speech, rerank, …) are not offered."""
+    if "embeddings" in output_modalities:
+        return "embedding"
     if "video" in output_modalities:
         return "video"
     if "image" in output_modalities:
@@ -125,6 +131,7 @@ class ChatResult:
     finish_reason: str | None
     usage: Usage
     latency_ms: int
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # as sent
 
     @classmethod
     def from_json(
@@ -141,6 +148,7 @@ class ChatResult:
             finish_reason=_str(choice.get("finish_reason")) or None,
             usage=Usage.from_json(body.get("usage")),
             latency_ms=latency_ms,
+            body=body,
         )
 
 
@@ -150,6 +158,9 @@ class ContentDelta:
 
     text: str
     images: tuple[str, ...] = ()
+    # OpenRouter's id of the generation (X-Generation-Id or the chunk's id), to cost it later
+    # through GET /generation if the stream is abandoned.
+    generation_id: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,53 @@ class StreamEnd:
 
 
 StreamEvent = ContentDelta | StreamEnd
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """One `chat.completion.chunk` event as OpenRouter sent it (parsed), with the text or
+    images it carries (None for role, tool-call, finish and usage chunks)."""
+
+    data: dict[str, Any]
+    delta: ContentDelta | None
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """A comment line of the stream (`: OPENROUTER PROCESSING`), sent while nothing else is."""
+
+    comment: str
+
+
+ChunkEvent = StreamChunk | KeepAlive | StreamEnd
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """POST /embeddings (reference §8): the answer as sent, plus what the ledger needs."""
+
+    body: dict[str, Any]
+    model: str
+    usage: Usage
+    generation_id: str | None
+    latency_ms: int
+
+    @classmethod
+    def from_json(
+        cls, body: dict[str, Any], *, model: str, latency_ms: int, generation_id: str | None
+    ) -> EmbeddingResult:
+        data = body.get("data")
+        if not isinstance(data, list) or not data:
+            raise no_output("embedding")
+        if not all(isinstance(item, dict) and "embedding" in item for item in data):
+            raise bad_answer("an embedding entry has no vector.")
+        return cls(
+            body=body,
+            model=_str(body.get("model")) or model,
+            usage=Usage.from_json(body.get("usage")),
+            generation_id=generation_id or _str(body.get("id")) or None,
+            latency_ms=latency_ms,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,28 @@ by httpx's aiter_lines, which also handles \\r\\n and \\r endings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A comment line (": OPENROUTER PROCESSING"): no event, but proof the stream is alive."""
+
+    text: str
+
 
 class EventDataDecoder:
-    """Feed it lines without their line endings; it returns each event's data when complete."""
+    """Feed it lines without their line endings; it returns each event's data when complete,
+    and each comment line as a Comment (readers that only want events skip them)."""
 
     def __init__(self) -> None:
         self._data: list[str] = []
 
-    def feed(self, line: str) -> str | None:
+    def feed(self, line: str) -> str | Comment | None:
         if not line:
             return self._dispatch()
         if line.startswith(":"):
-            return None
+            return Comment(line[1:].strip())
         field, colon, value = line.partition(":")
         if colon and value.startswith(" "):
             value = value[1:]

@@ -26,7 +26,7 @@ from generation.openrouter import (
     reset_openrouter_client,
 )
 from generation.openrouter.errors import parse_retry_after
-from generation.openrouter.sse import EventDataDecoder
+from generation.openrouter.sse import Comment, EventDataDecoder
 from generation.openrouter.urls import ApiBase
 
 KEY = "sk-or-v1-0123456789abcdef-test-secret"
@@ -195,13 +195,14 @@ async def test_list_models_asks_for_all_output_modalities_with_attribution() -> 
 
 
 @pytest.mark.anyio
-async def test_list_models_classifies_kinds_and_leaves_out_embeddings() -> None:
+async def test_list_models_classifies_kinds_with_embeddings_as_their_own() -> None:
     fake = FakeOpenRouter(reply(200, MODELS), reply(404, error_body(404, "Not Found")))
     models = {model.id: model for model in await client_for(fake).list_models()}
     assert {k: m.kind for k, m in models.items()} == {
         "openai/gpt-4o": "text",
         "openai/gpt-5-image-mini": "image",
         "black-forest-labs/flux.2-klein-4b": "image",
+        "openai/text-embedding-3-small": "embedding",
     }
     gpt = models["openai/gpt-4o"]
     assert gpt.name == "GPT-4o"
@@ -334,10 +335,10 @@ async def test_client_errors_are_not_retried_even_for_reads() -> None:
 
 
 GENERATIONS: list[tuple[str, Callable[[OpenRouterClient], Any]]] = [
-    ("chat", lambda c: c.chat({"model": "m", "messages": []})),
-    ("image_via_chat", lambda c: c.generate_image_via_chat("m", "a cat")),
-    ("images", lambda c: c.generate_images({"model": "m", "prompt": "a cat"})),
-    ("create_video", lambda c: c.create_video({"model": "m", "prompt": "a cat"})),
+    ("chat", lambda c: c.chat({"model": "m", "messages": []}, user="u")),
+    ("image_via_chat", lambda c: c.generate_image_via_chat("m", "a cat", user="u")),
+    ("images", lambda c: c.generate_images({"model": "m", "prompt": "a cat"}, user="u")),
+    ("create_video", lambda c: c.create_video({"model": "m", "prompt": "a cat"}, user="u")),
 ]
 
 RETRYABLE_FAILURES: list[tuple[str, Answer]] = [
@@ -395,7 +396,7 @@ async def test_upstream_statuses_map_to_the_error_shape(
     body = error_body(upstream, said) if isinstance(said, str) else said
     fake = FakeOpenRouter(reply(upstream, body))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"model": "foo/bar", "messages": []})
+        await client_for(fake).chat({"model": "foo/bar", "messages": []}, user="u")
     error = caught.value
     assert (error.status, error.code, error.upstream_status) == (status, code, upstream)
     assert says in error.message
@@ -408,7 +409,7 @@ async def test_moderation_is_a_400_naming_the_reasons() -> None:
     metadata = {"reasons": ["violence", "hate"], "flagged_input": "...", "provider_name": "OpenAI"}
     fake = FakeOpenRouter(reply(403, error_body(403, "Input was flagged", metadata=metadata)))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (400, "upstream_moderation")
     assert "violence, hate" in caught.value.message
 
@@ -417,7 +418,7 @@ async def test_moderation_is_a_400_naming_the_reasons() -> None:
 async def test_rate_limit_passes_retry_after_on() -> None:
     fake = FakeOpenRouter(reply(429, error_body(429, "Rate limit exceeded"), {"Retry-After": "7"}))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.retry_after, caught.value.headers) == (7, {"Retry-After": "7"})
 
 
@@ -425,7 +426,7 @@ async def test_rate_limit_passes_retry_after_on() -> None:
 async def test_rate_limit_without_retry_after_suggests_five_seconds() -> None:
     fake = FakeOpenRouter(reply(429, error_body(429, "Rate limit exceeded")))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert caught.value.retry_after == 5
     assert caught.value.headers == {"Retry-After": "5"}
 
@@ -434,7 +435,7 @@ async def test_rate_limit_without_retry_after_suggests_five_seconds() -> None:
 async def test_auth_failures_never_blame_the_end_user() -> None:
     fake = FakeOpenRouter(reply(401, error_body(401, "User not found.")))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert caught.value.status == 502
     assert "OPENROUTER_API_KEY" in caught.value.message
 
@@ -462,7 +463,7 @@ async def test_transport_failures_map_to_502_or_504(
 ) -> None:
     fake = FakeOpenRouter(fail(make_exc))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (status, code)
 
 
@@ -482,7 +483,7 @@ async def test_connection_failures_labelled_timeouts_by_httpx_aiohttp_are_502() 
     # httpx-aiohttp turns every aiohttp.ClientConnectionError into httpx.ConnectTimeout.
     fake = FakeOpenRouter(aiohttp_failure(aiohttp.ServerDisconnectedError()))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake, max_retries=0).chat({"messages": []})
+        await client_for(fake, max_retries=0).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (502, "upstream_unavailable")
 
 
@@ -490,7 +491,7 @@ async def test_connection_failures_labelled_timeouts_by_httpx_aiohttp_are_502() 
 async def test_aiohttp_socket_timeouts_are_504() -> None:
     fake = FakeOpenRouter(aiohttp_failure(aiohttp.SocketTimeoutError("slow")))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
 
 
@@ -509,7 +510,7 @@ EVERY_CALL: list[tuple[str, Callable[[OpenRouterClient], Any]]] = [
     ("get_video", lambda c: c.get_video("job-abc123")),
     ("get_video_url", lambda c: c.get_video("/api/v1/videos/job-abc123")),
     ("download_video", lambda c: c.download_video("job-abc123")),
-    ("stream_chat", lambda c: collect(c.stream_chat({"messages": []}))),
+    ("stream_chat", lambda c: collect(c.stream_chat({"messages": []}, user="u"))),
 ]
 
 
@@ -541,7 +542,7 @@ async def test_bad_configuration_is_503_naming_the_setting(
 ) -> None:
     fake = FakeOpenRouter(reply(200, chat_body()))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake, **{option: value}).chat({"messages": []})
+        await client_for(fake, **{option: value}).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (503, "upstream_not_configured")
     assert named in caught.value.message
     assert "sk-or with space" not in caught.value.message
@@ -551,7 +552,7 @@ async def test_bad_configuration_is_503_naming_the_setting(
 @pytest.mark.anyio
 async def test_no_referer_header_when_app_url_is_empty() -> None:
     fake = FakeOpenRouter(reply(200, chat_body()))
-    await client_for(fake, app_url="", app_title="My Gateway").chat({"messages": []})
+    await client_for(fake, app_url="", app_title="My Gateway").chat({"messages": []}, user="u")
     assert "HTTP-Referer" not in fake.requests[0].headers
     assert fake.requests[0].headers["X-OpenRouter-Title"] == "My Gateway"
 
@@ -584,7 +585,7 @@ async def test_the_key_never_appears_in_errors_or_logs(
     fake = FakeOpenRouter(answer)
     client = client_for(fake)
     with pytest.raises(OpenRouterError) as caught:
-        await client.chat({"messages": []})
+        await client.chat({"messages": []}, user="u")
     error = caught.value
     for text in (str(error), repr(error), error.message, json.dumps(error.as_dict()), repr(client)):
         assert KEY not in text
@@ -599,8 +600,15 @@ async def test_the_key_never_appears_in_errors_or_logs(
 @pytest.mark.anyio
 async def test_chat_returns_text_model_usage_and_latency() -> None:
     fake = FakeOpenRouter(reply(200, chat_body(), {"X-Generation-Id": "gen-header"}))
-    result = await client_for(fake).chat({"model": "openai/gpt-4o", "messages": [], "stream": True})
-    assert fake.body() == {"model": "openai/gpt-4o", "messages": [], "stream": False}
+    result = await client_for(fake).chat(
+        {"model": "openai/gpt-4o", "messages": [], "stream": True}, user="u"
+    )
+    assert fake.body() == {
+        "model": "openai/gpt-4o",
+        "messages": [],
+        "stream": False,
+        "user": "u",
+    }
     assert fake.requests[0].url == f"{BASE}/chat/completions"
     assert result.text == "Hello there!"
     assert result.model == "openai/gpt-4o"
@@ -615,7 +623,7 @@ async def test_chat_returns_text_model_usage_and_latency() -> None:
 @pytest.mark.anyio
 async def test_chat_takes_the_generation_id_from_the_body_without_header() -> None:
     fake = FakeOpenRouter(reply(200, chat_body(usage=None)))
-    result = await client_for(fake).chat({"messages": []})
+    result = await client_for(fake).chat({"messages": []}, user="u")
     assert result.generation_id == "gen-abc"
     assert (result.usage.prompt_tokens, result.usage.cost) == (0, None)
 
@@ -630,7 +638,7 @@ async def test_chat_finish_reason_error_raises_with_the_provider_message() -> No
     }
     fake = FakeOpenRouter(reply(200, chat_body(choices=[choice])))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
     assert "Provider crashed" in caught.value.message
     assert isinstance(caught.value.latency_ms, int)
@@ -645,7 +653,7 @@ async def test_chat_finish_reason_error_raises_with_the_provider_message() -> No
 async def test_chat_with_an_unreadable_answer_is_502(body: Any) -> None:
     fake = FakeOpenRouter(reply(200, body))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).chat({"messages": []})
+        await client_for(fake).chat({"messages": []}, user="u")
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
 
 
@@ -725,7 +733,9 @@ async def test_stream_parses_keep_alives_split_reads_usage_and_done() -> None:
     # Cut the wire into 7-byte reads: splits lines, "data:" and a UTF-8 character.
     chunks = [wire[i : i + 7] for i in range(0, len(wire), 7)]
     fake = FakeOpenRouter(sse(ChunkStream(chunks), {"X-Generation-Id": "gen-header"}))
-    events = await collect(client_for(fake).stream_chat({"model": "openai/gpt-4o", "messages": []}))
+    events = await collect(
+        client_for(fake).stream_chat({"model": "openai/gpt-4o", "messages": []}, user="u")
+    )
     assert fake.body()["stream"] is True
     assert events[:-1] == [ContentDelta("Hel"), ContentDelta("lo été"), ContentDelta("!")]
     end = events[-1]
@@ -750,7 +760,7 @@ async def test_stream_joins_multi_line_data_and_yields_streamed_images() -> None
     wire = "".join(f"data: {line}\n" for line in text.splitlines()).encode() + b"\n"
     wire += event(delta("", "stop")) + b"data: [DONE]\n\n"
     fake = FakeOpenRouter(sse(ChunkStream([wire])))
-    events = await collect(client_for(fake).stream_chat({"messages": []}))
+    events = await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert events[0] == ContentDelta("", (data_url(PNG),))
     assert isinstance(events[-1], StreamEnd) and events[-1].usage is None
 
@@ -772,7 +782,7 @@ async def test_a_mid_stream_error_event_raises_after_the_earlier_deltas(
     fake = FakeOpenRouter(sse(stream))
     received: list[StreamEvent] = []
     with pytest.raises(OpenRouterError) as caught:
-        async for item in client_for(fake).stream_chat({"messages": []}):
+        async for item in client_for(fake).stream_chat({"messages": []}, user="u"):
             received.append(item)
     assert received == [ContentDelta("Hi")]
     assert (caught.value.status, caught.value.code) == (status, code)
@@ -791,7 +801,7 @@ async def test_a_broken_connection_mid_stream_is_upstream_stream_broken(failure:
     stream = ChunkStream([event(delta("Hi"))], then=failure)
     fake = FakeOpenRouter(sse(stream))
     with pytest.raises(OpenRouterError) as caught:
-        await collect(client_for(fake).stream_chat({"messages": []}))
+        await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert (caught.value.status, caught.value.code) == (502, "upstream_stream_broken")
     assert stream.closed
 
@@ -801,7 +811,7 @@ async def test_a_silent_stream_times_out_with_504() -> None:
     stream = ChunkStream([event(delta("Hi"))], then=httpx.ReadTimeout("silent"))
     fake = FakeOpenRouter(sse(stream))
     with pytest.raises(OpenRouterError) as caught:
-        await collect(client_for(fake).stream_chat({"messages": []}))
+        await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
 
 
@@ -809,14 +819,14 @@ async def test_a_silent_stream_times_out_with_504() -> None:
 async def test_a_stream_that_stops_mid_answer_is_broken() -> None:
     fake = FakeOpenRouter(sse(ChunkStream([event(delta("Hi"))])))
     with pytest.raises(OpenRouterError) as caught:
-        await collect(client_for(fake).stream_chat({"messages": []}))
+        await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert caught.value.code == "upstream_stream_broken"
 
 
 @pytest.mark.anyio
 async def test_a_stream_that_finished_without_done_still_ends() -> None:
     fake = FakeOpenRouter(sse(ChunkStream([event(delta("Hi", "stop")), event(USAGE_CHUNK)])))
-    events = await collect(client_for(fake).stream_chat({"messages": []}))
+    events = await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert isinstance(events[-1], StreamEnd) and events[-1].text == "Hi"
 
 
@@ -824,14 +834,14 @@ async def test_a_stream_that_finished_without_done_still_ends() -> None:
 async def test_a_malformed_stream_event_is_502() -> None:
     fake = FakeOpenRouter(sse(ChunkStream([b"data: {not json\n\n"])))
     with pytest.raises(OpenRouterError) as caught:
-        await collect(client_for(fake).stream_chat({"messages": []}))
+        await collect(client_for(fake).stream_chat({"messages": []}, user="u"))
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
 
 
 @pytest.mark.anyio
 async def test_stream_errors_before_the_first_byte_surface_on_first_step() -> None:
     fake = FakeOpenRouter(reply(402, error_body(402, "Insufficient credits")))
-    stream = client_for(fake).stream_chat({"messages": []})
+    stream = client_for(fake).stream_chat({"messages": []}, user="u")
     with pytest.raises(OpenRouterError) as caught:
         await anext(stream)
     assert (caught.value.status, caught.value.code) == (502, "upstream_payment_required")
@@ -842,7 +852,7 @@ async def test_stream_errors_before_the_first_byte_surface_on_first_step() -> No
 async def test_closing_the_stream_early_closes_the_upstream_response() -> None:
     stream = ChunkStream([event(delta(str(n))) for n in range(100)])
     fake = FakeOpenRouter(sse(stream))
-    events = client_for(fake).stream_chat({"messages": []})
+    events = client_for(fake).stream_chat({"messages": []}, user="u")
     assert await anext(events) == ContentDelta("0")
     await events.aclose()  # what a disconnecting browser causes
     assert stream.closed
@@ -861,7 +871,8 @@ def test_event_data_decoder_follows_the_event_stream_rules() -> None:
         "",
         "data: x",
     ]
-    assert [decoder.feed(line) for line in lines] == [None] * 5 + ["first\nsecond", None, None]
+    expected = [Comment("comment"), None, None, None, None, "first\nsecond", None, None]
+    assert [decoder.feed(line) for line in lines] == expected
     assert decoder.flush() == "x"
     assert decoder.flush() is None
 
@@ -882,7 +893,7 @@ def image_chat_body(*urls: str, content: str | None = "Here it is") -> dict[str,
 async def test_image_via_chat_sends_modalities_and_decodes_data_urls() -> None:
     fake = FakeOpenRouter(reply(200, image_chat_body(data_url(PNG), data_url(JPEG, "image/png"))))
     result = await client_for(fake).generate_image_via_chat(
-        "google/gemini-2.5-flash-image", "a cat", image_config={"aspect_ratio": "16:9"}
+        "google/gemini-2.5-flash-image", "a cat", image_config={"aspect_ratio": "16:9"}, user="u"
     )
     assert fake.body() == {
         "model": "google/gemini-2.5-flash-image",
@@ -890,6 +901,7 @@ async def test_image_via_chat_sends_modalities_and_decodes_data_urls() -> None:
         "modalities": ["image", "text"],
         "image_config": {"aspect_ratio": "16:9"},
         "stream": False,
+        "user": "u",
     }
     assert [(i.data, i.media_type) for i in result.images] == [
         (PNG, "image/png"),
@@ -904,7 +916,7 @@ async def test_image_via_chat_sends_modalities_and_decodes_data_urls() -> None:
 async def test_image_via_chat_for_image_only_models_sends_image_modality_only() -> None:
     fake = FakeOpenRouter(reply(200, image_chat_body(data_url(PNG), content=None)))
     result = await client_for(fake).generate_image_via_chat(
-        "black-forest-labs/flux.2-klein-4b", "a cat", modalities=["image"]
+        "black-forest-labs/flux.2-klein-4b", "a cat", modalities=["image"], user="u"
     )
     assert fake.body()["modalities"] == ["image"]
     assert "image_config" not in fake.body()
@@ -924,7 +936,7 @@ async def test_image_via_chat_for_image_only_models_sends_image_modality_only() 
 async def test_image_via_chat_refuses_images_it_cannot_decode(url: str, code: str) -> None:
     fake = FakeOpenRouter(reply(200, image_chat_body(url)))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).generate_image_via_chat("m", "a cat")
+        await client_for(fake).generate_image_via_chat("m", "a cat", user="u")
     assert (caught.value.status, caught.value.code) == (502, code)
     assert fake.calls == 1  # a remote image URL is never fetched
 
@@ -933,7 +945,7 @@ async def test_image_via_chat_refuses_images_it_cannot_decode(url: str, code: st
 async def test_image_via_chat_without_images_says_what_the_model_said() -> None:
     fake = FakeOpenRouter(reply(200, image_chat_body(content="I cannot draw that.")))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).generate_image_via_chat("m", "a cat")
+        await client_for(fake).generate_image_via_chat("m", "a cat", user="u")
     assert (caught.value.status, caught.value.code) == (502, "upstream_no_output")
     assert "I cannot draw that." in caught.value.message
 
@@ -954,9 +966,9 @@ async def test_images_api_decodes_b64_json_and_reports_cost() -> None:
     }
     fake = FakeOpenRouter(reply(200, body, {"X-Generation-Id": "gen-img"}))
     payload = {"model": "bytedance-seed/seedream-4.5", "prompt": "a cat", "aspect_ratio": "1:1"}
-    result = await client_for(fake).generate_images(payload)
+    result = await client_for(fake).generate_images(payload, user="u")
     assert fake.requests[0].url == f"{BASE}/images"
-    assert fake.body() == payload
+    assert fake.body() == {**payload, "user": "u"}
     assert [(i.data, i.media_type) for i in result.images] == [(PNG, "image/png")]
     assert (result.usage.completion_tokens, result.usage.cost) == (4175, 0.04)
     assert (result.model, result.generation_id) == ("bytedance-seed/seedream-4.5", "gen-img")
@@ -966,7 +978,7 @@ async def test_images_api_decodes_b64_json_and_reports_cost() -> None:
 async def test_images_api_with_empty_data_is_no_output() -> None:
     fake = FakeOpenRouter(reply(200, {"created": 1, "data": []}))
     with pytest.raises(OpenRouterError) as caught:
-        await client_for(fake).generate_images({"model": "m", "prompt": "a cat"})
+        await client_for(fake).generate_images({"model": "m", "prompt": "a cat"}, user="u")
     assert caught.value.code == "upstream_no_output"
 
 
@@ -977,7 +989,8 @@ async def test_images_api_with_empty_data_is_no_output() -> None:
 async def test_create_video_returns_the_pending_job_with_an_absolute_polling_url() -> None:
     fake = FakeOpenRouter(reply(202, job()))
     payload = {"model": "google/veo-3.1-fast", "prompt": "a dog", "duration": 8}
-    result = await client_for(fake).create_video(payload)
+    result = await client_for(fake).create_video(payload, user="u")
+    payload["user"] = "u"
     assert fake.requests[0].method == "POST"
     assert fake.requests[0].url == f"{BASE}/videos"
     assert fake.body() == payload
@@ -1089,7 +1102,7 @@ async def test_odd_job_ids_are_refused_without_a_request(job_id: str) -> None:
 @pytest.mark.anyio
 async def test_a_foreign_polling_url_in_a_job_is_replaced_by_the_canonical_one() -> None:
     fake = FakeOpenRouter(reply(202, job(polling_url="https://evil.example/videos/job-abc123")))
-    result = await client_for(fake).create_video({"model": "m", "prompt": "p"})
+    result = await client_for(fake).create_video({"model": "m", "prompt": "p"}, user="u")
     assert result.polling_url == f"{BASE}/videos/job-abc123"
 
 
@@ -1192,3 +1205,19 @@ async def test_cookies_set_by_the_upstream_never_reach_the_next_request() -> Non
     await client.list_models()
     await client.aclose()
     assert seen and all(cookie is None for cookie in seen)
+
+
+# --- generation stats (reference §7) ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_generation_stats_report_the_cost_or_none_while_unknown() -> None:
+    stats = {
+        "data": {"id": "gen-1", "total_cost": 0.0021, "tokens_prompt": 7, "tokens_completion": 3}
+    }
+    fake = FakeOpenRouter(reply(404, error_body(404, "Not Found")), reply(200, stats))
+    client = client_for(fake, max_retries=0)
+    assert await client.generation_stats("gen-1") is None
+    usage = await client.generation_stats("gen-1")
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.cost) == (7, 3, 0.0021)
+    assert str(fake.requests[-1].url) == f"{BASE}/generation?id=gen-1"

@@ -436,3 +436,14 @@ def test_a_broken_multipart_form_is_a_400_page_that_says_why(alice, content_type
     )
     assert response.status_code == 400
     assert "not a valid multipart form" in text_of(response)
+
+
+def test_the_profile_shows_how_to_use_the_openai_compatible_api(alice):
+    page = text_of(browser(alice).get("/profile"))
+    assert 'id="use-with-tools"' in page
+    assert "http://testserver/v1</code>" in page  # the base URL, copy-ready
+    assert 'base_url="http://testserver/v1"' in page  # the Python snippet
+    assert "export OPENAI_BASE_URL=http://testserver/v1" in page
+    assert "curl http://testserver/v1/chat/completions" in page
+    assert 'href="/profile#api-keys"' in page and 'data-copy="#openai-python"' in page
+    assert "<script" not in page.split('id="use-with-tools"', 1)[1]  # CSP: no inline code

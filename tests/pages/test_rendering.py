@@ -43,11 +43,11 @@ def markdown_answers(stub, monkeypatch):
         def __init__(self, client):
             self.client = client
 
-        async def chat(self, payload):
-            return dataclasses.replace(await self.client.chat(payload), text=HOSTILE)
+        async def chat(self, payload, **kwargs):
+            return dataclasses.replace(await self.client.chat(payload, **kwargs), text=HOSTILE)
 
-        async def stream_chat(self, payload):
-            async for event in self.client.stream_chat(payload):
+        async def stream_chat(self, payload, **kwargs):
+            async for event in self.client.stream_chat(payload, **kwargs):
                 if isinstance(event, StreamEnd):
                     for line in HOSTILE.splitlines(keepends=True):
                         yield ContentDelta(line)
@@ -298,5 +298,5 @@ def test_counts_read_in_the_singular_for_one(admin, alice, stub):
 
 def test_the_api_docs_are_linked_from_the_navigation_and_the_keys(alice):
     page = text_of(browser(alice).get("/profile"))
-    assert page.count('href="/api/docs/"') == 2
+    assert page.count('href="/api/docs/"') == 3  # and from "Use with your tools"
     assert 'href="/api/docs/"' in text_of(Client().get("/"))
