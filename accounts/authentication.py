@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -38,3 +39,21 @@ def request_user(request: Any) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes BearerAuthentication (drf-spectacular finds it)."""
+
+    target_class = BearerAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "`Authorization: Bearer <token>` with an access token from "
+                "`POST /api/auth/login` (a JWT, 15 minutes) or a personal API key "
+                "(`agw_...`, from `POST /api/auth/keys`)."
+            ),
+        }

@@ -1,12 +1,23 @@
+"""The accounts API's shapes: each serializer validates or renders its shape and is what the
+OpenAPI schema shows for it."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework import serializers
 
-from accounts.repository import ROLES, ApiKey, User
-from core.api import StrictCharField, StrictSerializer
-from core.clock import iso
+from accounts.repository import ROLES
+from core.serializers import (
+    ConstantField,
+    PageQuerySerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictSerializer,
+    filter_choice,
+)
+
+# -- requests ------------------------------------------------------------------------------
 
 
 class CredentialsSerializer(StrictSerializer):
@@ -34,39 +45,67 @@ class RoleSerializer(StrictSerializer):
 
 
 class ActiveSerializer(StrictSerializer):
-    is_active = serializers.BooleanField()
-
-    def to_internal_value(self, data: Any) -> Any:
-        # JSON booleans only: "false" or 0 must not quietly disable an account.
-        if (
-            isinstance(data, dict)
-            and "is_active" in data
-            and not isinstance(data["is_active"], bool)
-        ):
-            raise serializers.ValidationError({"is_active": ["Must be true or false."]})
-        return super().to_internal_value(data)
+    # JSON booleans only: "false" or 0 must not quietly disable an account.
+    is_active = StrictBooleanField()
 
 
 class ApiKeyCreateSerializer(StrictSerializer):
     name = StrictCharField(max_length=100, min_length=1)
 
 
-def user_json(user: User) -> dict[str, Any]:
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "role": user.role,
-        "is_active": user.is_active,
-        "created_at": iso(user.created_at),
-        "last_login_at": iso(user.last_login_at),
-    }
+class UserQuerySerializer(PageQuerySerializer):
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=320, help_text="Part of an email."
+    )
+    role = filter_choice(ROLES)
 
 
-def api_key_json(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": str(key.id),
-        "name": key.name,
-        "prefix": key.prefix,
-        "created_at": iso(key.created_at),
-        "last_used_at": iso(key.last_used_at),
-    }
+# -- responses -----------------------------------------------------------------------------
+
+
+class UserSerializer(serializers.Serializer):
+    # Renders an accounts.repository.User.
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=ROLES)
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    last_login_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "User"
+
+
+class TokenPairSerializer(serializers.Serializer):
+    # Renders an accounts.tokens.TokenPair.
+    access_token = serializers.CharField(help_text="JWT for `Authorization: Bearer`.")
+    refresh_token = serializers.CharField(help_text="Single use: trade it at /api/auth/refresh.")
+    token_type = ConstantField("bearer")
+    expires_in = serializers.IntegerField(help_text="Seconds until the access token expires.")
+
+    class Meta:
+        ref_name = "TokenPair"
+
+
+class ApiKeySerializer(serializers.Serializer):
+    # Renders an accounts.repository.ApiKey.
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The visible start of the key, e.g. agw_3f9a2c1d.")
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "ApiKey"
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    # Renders a new key's row (as a mapping) with, this once, the whole key.
+    key = serializers.CharField(help_text="The whole key. Shown this once; store it now.")
+
+    class Meta:
+        ref_name = "ApiKeyCreated"
+
+
+class ApiKeyListSerializer(serializers.Serializer):
+    items = ApiKeySerializer(many=True)

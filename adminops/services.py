@@ -16,7 +16,7 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.identity import get_directory
-from accounts.repository import User
+from accounts.repository import ROLES, User
 from adminops import repository as repo
 from adminops.repository import (
     GenerationCounts,
@@ -64,6 +64,17 @@ class UserSpend:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTotals:
+    active: int
+    disabled: int
+    by_role: dict[str, int]  # every role, active and disabled together
+
+    @property
+    def total(self) -> int:
+        return self.active + self.disabled
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     generated_at: datetime
     since: datetime
@@ -75,6 +86,15 @@ class Stats:
     by_model: list[Breakdown]
     by_day: list[Breakdown]
     top_users: list[UserSpend]
+
+    @property
+    def users(self) -> UserTotals:
+        counts = {role.role: role.active + role.disabled for role in self.roles}
+        return UserTotals(
+            active=sum(role.active for role in self.roles),
+            disabled=sum(role.disabled for role in self.roles),
+            by_role={role: counts.get(role, 0) for role in ROLES},
+        )
 
 
 def _row(key: Any, usage: UsageTotals | None, counts: GenerationCounts | None) -> Breakdown:
@@ -179,6 +199,10 @@ class DatabaseHealth:
     latest_migration: int
     pending_migrations: list[str]
     storage: StorageInfo
+
+    @property
+    def status(self) -> str:
+        return "migrations_pending" if self.pending_migrations else "ok"
 
 
 def _file_size(path: str) -> int | None:

@@ -16,6 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
+from core.errors import ApiError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -36,15 +38,8 @@ def body_limit_for(path: str) -> int:
 
 async def _send_413(scope: Scope, send: Send) -> None:
     if scope["path"].startswith("/api/"):
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": "The request body is too large.",
-                    "fields": {},
-                }
-            }
-        ).encode()
+        error = ApiError("The request body is too large.", code="payload_too_large", status=413)
+        body = json.dumps(error.as_dict()).encode()
         content_type = b"application/json"
     else:
         body, content_type = b"Request body too large.", b"text/plain; charset=utf-8"
