@@ -11,6 +11,7 @@ carrying `latency_ms`.
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import json
 import logging
 import random
@@ -198,11 +199,10 @@ class OpenRouterClient:
             ),
             headers=None if self._problem else _attribution_headers(app_url, app_title),
             follow_redirects=False,  # a redirect must never carry the key elsewhere
+            # One client serves every user: a cookie set by the upstream (or a proxy in front
+            # of it) must not travel from one user's request to the next.
+            cookies=_NoCookieJar(),
         )
-        # One client serves every user: a cookie set by the upstream (or a proxy in front of
-        # it) must not travel from one user's request to the next. Keeping no jar also
-        # skips cookie parsing on every response (~0.1 ms).
-        self._http._cookies = _NoCookies()  # the public setter would copy it into a plain jar
 
     def __repr__(self) -> str:
         return f"<OpenRouterClient {self._base.root}>"
@@ -508,13 +508,15 @@ class OpenRouterClient:
         return min(self._max_retry_wait, backoff * jitter)
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie jar that never keeps anything."""
+class _NoCookieJar(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: httpx's own way to turn cookies off (its Cookies
+    wrap a given CookieJar as it is). Decision 20 measured skipping httpx's cookie code
+    altogether: 14 µs a response, under 1 % of a request, so this stays."""
 
-    def extract_cookies(self, response: httpx.Response) -> None:
+    def extract_cookies(self, response: Any, request: Any) -> None:
         return None
 
-    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
         return None
 
 
