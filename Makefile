@@ -25,7 +25,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	@echo "Wrote .env with a new random SECRET_KEY."
 
 run: $(VENV)/.runtime .env
-	$(BIN)/python -m uvicorn aigateway.asgi:application --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/python -m aigateway.serve --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -102,12 +102,16 @@ class MeView(ApiView):
     @extend_schema(
         tags=["users"],
         summary="Change own email and/or password (needs the current password)",
+        description=(
+            "A new password signs out every session and, unless `revoke_api_keys` is "
+            "false, revokes every API key."
+        ),
         request=ProfileUpdateSerializer,
         responses={200: UserSerializer, **errors(404, 409)},
     )
     async def put(self, request: Request) -> Response:
         data = validate(ProfileUpdateSerializer, request.data)
-        user = await services.update_profile(request_user(request), **data)
+        user = await services.update_profile(request_user(request), **data, ip=client_ip(request))
         return Response(render(UserSerializer, user))
 
 
@@ -164,7 +168,11 @@ class UserActiveView(ApiView):
 
     @extend_schema(
         tags=["users"],
-        summary="Enable or disable an account (admin; disabling signs it out everywhere)",
+        summary="Enable or disable an account (admin)",
+        description=(
+            "Disabling signs the account out everywhere and revokes its API keys; enabling "
+            "it again brings none of them back."
+        ),
         request=ActiveSerializer,
         responses={200: UserSerializer, **errors(409)},
     )

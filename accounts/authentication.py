@@ -10,7 +10,8 @@ from rest_framework.request import Request
 
 from accounts.repository import User
 from accounts.services import Credential, authenticate_bearer
-from core.errors import NotAuthenticated
+from core.errors import NotAuthenticated, RateLimited
+from core.throttling import FailedAuthThrottle
 
 
 class BearerAuthentication(BaseAuthentication):
@@ -18,20 +19,32 @@ class BearerAuthentication(BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, credential = header.partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise NotAuthenticated(
-                "Send credentials as 'Authorization: Bearer <token or API key>'.",
-                code="invalid_authorization_header",
-            )
-        user, how = authenticate_bearer(credential)
+        failures = FailedAuthThrottle()
+        wait = failures.retry_after(request)
+        if wait is not None:
+            raise RateLimited(wait, "Too many failed sign-ins from this address. Try again later.")
+        try:
+            user, how = _check(header)
+        except NotAuthenticated:
+            failures.note_failure(request)
+            raise
         # The request log middleware reads this from the Django request.
         request._request.auth_user_id = user.id  # type: ignore[attr-defined]
         return user, how
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+def _check(header: str) -> tuple[User, Credential]:
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise NotAuthenticated(
+            "Send credentials as 'Authorization: Bearer <token or API key>'.",
+            code="invalid_authorization_header",
+        )
+    return authenticate_bearer(credential)
 
 
 def request_user(request: Any) -> User:

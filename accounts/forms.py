@@ -61,6 +61,10 @@ class PasswordChangeForm(_PasswordTwiceMixin):
         label="New password again", max_length=256, strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )  # fmt: skip
+    # Ticked when the form is shown; an unticked box is absent from the POST, so False.
+    revoke_api_keys = forms.BooleanField(
+        label="Also revoke my API keys", required=False, initial=True,
+    )  # fmt: skip
 
 
 class ApiKeyForm(forms.Form):

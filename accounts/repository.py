@@ -286,6 +286,15 @@ def delete_api_key(tx: Tx, *, key_id: UUID, user_id: UUID) -> tuple[ApiKey, str]
     return (ApiKey.from_row(row[:-1]), row[-1]) if row else None
 
 
+def delete_api_keys_of_user(tx: Tx, user_id: UUID) -> list[tuple[ApiKey, str]]:
+    """Delete every key of the user; return each with its hash."""
+    rows = tx.execute(
+        f"DELETE FROM api_keys WHERE user_id = ? RETURNING {KEY_COLUMNS}, key_hash",  # noqa: S608
+        [user_id],
+    ).fetchall()
+    return [(ApiKey.from_row(row[:-1]), row[-1]) for row in rows]
+
+
 def all_api_key_hashes(con: Connection | Tx) -> list[tuple[str, UUID, UUID]]:
     rows = con.execute("SELECT key_hash, id, user_id FROM api_keys").fetchall()
     return [(row[0], row[1], row[2]) for row in rows]

@@ -33,6 +33,11 @@ class ProfileUpdateSerializer(StrictSerializer):
     email = StrictCharField(max_length=320, required=False)
     password = StrictCharField(max_length=1024, required=False, trim_whitespace=False)
     current_password = StrictCharField(max_length=1024, trim_whitespace=False)
+    revoke_api_keys = StrictBooleanField(
+        required=False,
+        default=True,
+        help_text="With a new password: also revoke every API key (default true).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "email" not in attrs and "password" not in attrs:

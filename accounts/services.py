@@ -318,10 +318,18 @@ async def end_session(family: str) -> None:
 
 
 async def update_profile(
-    user: User, *, current_password: str, email: str | None = None, password: str | None = None
+    user: User,
+    *,
+    current_password: str,
+    email: str | None = None,
+    password: str | None = None,
+    revoke_api_keys: bool = True,
+    ip: str | None = None,
 ) -> User:
     """Change email and/or password after checking the current password. A new password
-    revokes every refresh token of the user, signing out all sessions."""
+    revokes every refresh token of the user, signing out all sessions, and unless
+    `revoke_api_keys` is False every API key too: a password change is what people do
+    when they fear a leak."""
     encoded = await get_database().aread(repo.password_hash_of, user.id)
     if encoded is None:
         raise NotFound("This account no longer exists.", code="user_not_found")
@@ -342,6 +350,7 @@ async def update_profile(
     if not changes:
         return user
     directory = get_directory()
+    password_changed = "password_hash" in changes
 
     def apply(tx: Tx) -> User:
         new_email = changes.get("email")
@@ -352,9 +361,9 @@ async def update_profile(
         updated = repo.update_user(tx, user.id, **changes)
         if updated is None:
             raise NotFound("This account no longer exists.", code="user_not_found")
-        families = (
-            repo.revoke_user_tokens(tx, user.id, utcnow()) if "password_hash" in changes else []
-        )
+        families = repo.revoke_user_tokens(tx, user.id, utcnow()) if password_changed else []
+        if password_changed and revoke_api_keys:
+            _revoke_all_api_keys(tx, user.id, actor=user, reason="password_changed", ip=ip)
 
         def publish() -> None:
             directory.put_user(updated)
@@ -364,6 +373,31 @@ async def update_profile(
         return updated
 
     return await get_database().awrite(apply)
+
+
+def _revoke_all_api_keys(tx: Tx, user_id: UUID, *, actor: User, reason: str, ip: str | None) -> int:
+    """Delete every API key of the user, audited one by one; the directory forgets them
+    after the commit. Returns how many there were."""
+    directory = get_directory()
+    deleted = repo.delete_api_keys_of_user(tx, user_id)
+    for row, _ in deleted:
+        record_audit(
+            tx,
+            action="api_key.revoked",
+            actor=actor,
+            target_type="api_key",
+            target_id=str(row.id),
+            target_label=f"{row.name} ({row.prefix})",
+            detail={"reason": reason},
+            ip=ip,
+        )
+
+    def forget() -> None:
+        for row, key_hash in deleted:
+            directory.drop_key(key_hash, row.id)
+
+    tx.on_commit(forget)
+    return len(deleted)
 
 
 # -- administration ---------------------------------------------------------------------
@@ -419,7 +453,8 @@ async def set_role(actor: User, user_id: UUID, role: str, *, ip: str | None = No
 
 
 async def set_active(actor: User, user_id: UUID, active: bool, *, ip: str | None = None) -> User:
-    """Enable or disable an account; disabling signs out all its sessions at once."""
+    """Enable or disable an account. Disabling signs out all its sessions at once and
+    revokes its API keys, so enabling it again brings back no credential."""
     if user_id == actor.id and not active:
         raise ValidationFailed("You cannot disable your own account.", code="cannot_disable_self")
     directory = get_directory()
@@ -433,6 +468,8 @@ async def set_active(actor: User, user_id: UUID, active: bool, *, ip: str | None
         updated = repo.update_user(tx, user_id, is_active=active)
         assert updated is not None
         families = repo.revoke_user_tokens(tx, user_id, utcnow()) if not active else []
+        if not active:  # gone for good: enabling the account must not revive them
+            _revoke_all_api_keys(tx, user_id, actor=actor, reason="account_disabled", ip=ip)
         record_audit(
             tx,
             action="user.enabled" if active else "user.disabled",

@@ -119,10 +119,13 @@ async def profile(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Your email was changed.")
                 return HttpResponseRedirect("/profile")
         elif action == "password" and password_form.is_valid():
+            revoke_keys = password_form.cleaned_data["revoke_api_keys"]
+            key_count = len(await services.list_api_keys(user))
             try:
                 updated = await services.update_profile(
                     user, password=password_form.cleaned_data["password"],
                     current_password=password_form.cleaned_data["current_password"],
+                    revoke_api_keys=revoke_keys, ip=client_ip(request),
                 )  # fmt: skip
             except ApiError as exc:
                 apply_api_error(password_form, exc)
@@ -130,9 +133,7 @@ async def profile(request: HttpRequest) -> HttpResponse:
                 # Every session was signed out; this browser continues on a fresh one.
                 updated, tokens = await services.start_session(updated)
                 sign_in(request, updated, tokens.family)
-                messages.success(
-                    request, "Your password was changed and your other sessions were signed out."
-                )
+                messages.success(request, _password_changed(key_count, revoked=revoke_keys))
                 return HttpResponseRedirect("/profile")
         elif action == "key" and key_form.is_valid():
             try:
@@ -149,6 +150,17 @@ async def profile(request: HttpRequest) -> HttpResponse:
         request, "accounts/profile.html",
         {"email_form": email_form, "password_form": password_form, "key_form": key_form, "keys": keys, **context},
     )  # fmt: skip
+
+
+def _password_changed(key_count: int, *, revoked: bool) -> str:
+    """What still works after a password change, in one message."""
+    said = "Your password was changed and your other sessions were signed out."
+    if key_count == 0:
+        return said
+    keys = f"{key_count} API key{'s' if key_count != 1 else ''}"
+    if revoked:
+        return f"{said} {keys} {'was' if key_count == 1 else 'were'} revoked."
+    return f"{said} Your {keys} still work{'s' if key_count == 1 else ''}: revoke below any you no longer trust."
 
 
 @login_required

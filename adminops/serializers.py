@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from adminops.repository import AuditEntry
 from adminops.services import MAX_STATS_DAYS, STATS_DAYS, TOP_MODELS, TOP_USERS
-from core.serializers import ConstantField, PageQuerySerializer
+from core.serializers import ConstantField, PageQuerySerializer, QueryIntegerField
 
 MAX_FILTER_LENGTH = 320
 
@@ -17,7 +17,7 @@ MAX_FILTER_LENGTH = 320
 
 
 class StatsQuerySerializer(serializers.Serializer):
-    days = serializers.IntegerField(
+    days = QueryIntegerField(
         min_value=1,
         max_value=MAX_STATS_DAYS,
         default=STATS_DAYS,

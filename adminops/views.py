@@ -15,14 +15,10 @@ from accounts.web import admin_required, current_user
 from adminops import services
 from core.api import client_ip
 from core.errors import ApiError
+from core.params import page_number
 
 USERS_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
-
-
-def _page(request: HttpRequest) -> int:
-    raw = request.GET.get("page", "1")
-    return max(1, int(raw)) if raw.isdigit() else 1
 
 
 def _pages(total: int, size: int) -> int:
@@ -34,7 +30,7 @@ def _pages(total: int, size: int) -> int:
 async def users(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:320]
     role = request.GET.get("role") if request.GET.get("role") in ("user", "admin") else None
-    page = _page(request)
+    page = page_number(request.GET)
     rows, total = await accounts.list_users(
         query=query, role=role, page=page, page_size=USERS_PAGE_SIZE
     )
@@ -78,7 +74,10 @@ async def change_active(request: HttpRequest, user_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(
-            request, f"{user.email} is {'enabled' if active else 'disabled and signed out'}."
+            request,
+            f"{user.email} is enabled; API keys revoked when it was disabled stay revoked."
+            if active
+            else f"{user.email} is disabled, signed out everywhere, and its API keys are revoked.",
         )
     return _back_to_users(request)
 
@@ -154,7 +153,7 @@ async def tokens(request: HttpRequest) -> HttpResponse:
 async def audit(request: HttpRequest) -> HttpResponse:
     actor = request.GET.get("actor", "").strip()[:320] or None
     action = request.GET.get("action", "").strip()[:100] or None
-    page = _page(request)
+    page = page_number(request.GET)
     entries, total = await services.audit_log(
         actor=actor, action=action, target=None, page=page, page_size=AUDIT_PAGE_SIZE
     )

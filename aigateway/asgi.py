@@ -1,8 +1,8 @@
-"""ASGI entry point: `python -m uvicorn aigateway.asgi:application` (one process).
+"""ASGI entry point, served by `python -m aigateway.serve` (uvicorn, one process).
 
 Around Django: a lifespan handler that opens (and migrates) the database at start-up and
-flushes and closes it at shutdown, and a guard that refuses oversized bodies before
-Django spools them.
+flushes and closes it at shutdown, a check of the Host header against ALLOWED_HOSTS for
+every path, and a guard that refuses oversized bodies before Django spools them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from core.asgi import (
     Scope,
     Send,
     limit_body_size,
+    require_allowed_host,
     serve_static,
 )
 from core.db import DatabaseError, close_database, get_database
@@ -67,9 +68,11 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
 
 def warm_up() -> None:
     from accounts.identity import get_directory
+    from generation.ledger import book_interrupted_calls
     from generation.recorder import get_recorder
 
     get_database()
+    book_interrupted_calls()
     get_directory()
     get_recorder()
     log.info("database ready at %s", settings.DUCKDB_PATH)
@@ -81,4 +84,4 @@ def make_django_application() -> GatewayASGIHandler:
 
 
 django_application = make_django_application()
-application = with_lifespan(serve_static(limit_body_size(django_application)))
+application = with_lifespan(require_allowed_host(serve_static(limit_body_size(django_application))))

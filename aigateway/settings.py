@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
@@ -79,6 +80,19 @@ def envsecret(name: str) -> str:
         except OSError as exc:
             _fail(f"{name}_FILE points at {path!r}, which cannot be read ({exc.strerror}).")
     return envstr(name)
+
+
+def envaddresses(name: str, default: str) -> list[str]:
+    """Comma-separated IP addresses or networks (CIDR), or "*" for any."""
+    values = envlist(name, default)
+    for value in values:
+        if value == "*":
+            continue
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            _fail(f"{name} must list IP addresses or networks (or be *), not {value!r}.")
+    return values
 
 
 _RATE = re.compile(r"^(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)$")
@@ -166,9 +180,13 @@ SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 7 * 24 * 3600, minimum=60)
 MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
-SECURE_PROXY_SSL_HEADER = (
-    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY", False) else None
-)
+# BEHIND_PROXY is the one switch for a reverse proxy: `python -m aigateway.serve` then has
+# uvicorn believe X-Forwarded-For/-Proto from FORWARDED_ALLOW_IPS only, rewriting the
+# client address and scheme the app sees; without it uvicorn ignores those headers.
+# Django must not read them itself (it would believe any client that sends them).
+BEHIND_PROXY = envbool("BEHIND_PROXY", False)
+FORWARDED_ALLOW_IPS = envaddresses("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+SECURE_PROXY_SSL_HEADER = None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -214,7 +232,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.IsSignedIn"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JsonBodyParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "core.negotiation.GatewayContentNegotiation",
     "EXCEPTION_HANDLER": "core.api.api_exception_handler",
     "UNAUTHENTICATED_USER": "accounts.identity.Anonymous",
     "UNAUTHENTICATED_TOKEN": None,
@@ -235,6 +254,8 @@ RATE_LIMITS = {
     "user": envrate("RATE_LIMIT_USER", "600/min"),
     "anon": envrate("RATE_LIMIT_ANON", "120/min"),
     "auth": envrate("RATE_LIMIT_AUTH", "20/min"),
+    # Failed authentications (bad, expired or revoked tokens and keys) per client IP.
+    "auth_failures": envrate("RATE_LIMIT_AUTH_FAILURES", "30/min"),
 }
 REDIS_URL = envstr("REDIS_URL")
 CACHES = {
@@ -285,6 +306,15 @@ MAX_UPLOAD_BYTES = envint("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 MAX_FRAME_IMAGE_BYTES = envint("MAX_FRAME_IMAGE_BYTES", 10 * 1024 * 1024, minimum=1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = MAX_FRAME_IMAGE_BYTES
 
+
+# The server's connection limits, read by `python -m aigateway.serve` (core/server.py).
+# No timeout here limits how long a response may take: SSE streams and video downloads run
+# for minutes. A connection must finish each request's headers within the header timeout
+# of opening or of its previous response; idle keep-alive connections close after the
+# keep-alive timeout; past the concurrency limit new connections get 503 and are closed.
+SERVER_LIMIT_CONCURRENCY = envint("SERVER_LIMIT_CONCURRENCY", 1000, minimum=2)
+SERVER_KEEP_ALIVE_TIMEOUT = envint("SERVER_KEEP_ALIVE_TIMEOUT", 5, minimum=1)
+SERVER_HEADER_TIMEOUT = envint("SERVER_HEADER_TIMEOUT", 10, minimum=1)
 
 OPENROUTER_API_KEY = envsecret("OPENROUTER_API_KEY")
 OPENROUTER_BASE_URL = envstr("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1").rstrip("/")

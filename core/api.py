@@ -7,9 +7,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from core.db import DatabaseBusy, DatabaseError, IntegrityViolation
 from core.errors import ApiError, Conflict, RateLimited, ValidationFailed
+from core.parsers import MalformedMultipart
 from core.serializers import shared
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class ApiView(APIView):
 
     Authentication, permissions and throttles are in-memory checks, so they run inline
     rather than on a thread; handlers await the database and upstream calls. adrf's
-    APIView, which hops threads for them, needed 1.5x the CPU on /api/users/me (decision 20).
+    APIView, which hops threads for them, needed 1.5x the CPU on /api/users/me (decision 27).
     """
 
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
@@ -164,12 +165,11 @@ def validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[
 
 
 def client_ip(request: HttpRequest | Request) -> str:
-    meta = request.META
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return str(forwarded.split(",")[0].strip())
-    return str(meta.get("REMOTE_ADDR", ""))
+    """The client's address, for rate limits and the audit log: the peer uvicorn saw, or
+    with BEHIND_PROXY the address a trusted proxy forwarded (uvicorn's --proxy-headers
+    rewrites it; see aigateway.serve). X-Forwarded-For is never read here: any client
+    can send one."""
+    return str(request.META.get("REMOTE_ADDR", ""))
 
 
 def json_error(error: ApiError) -> JsonResponse:
@@ -199,6 +199,13 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, MultiPartParserError):  # a form Django itself failed to read
+        error: ApiError = MalformedMultipart()
+        if request.path.startswith("/api/"):
+            return json_error(error)
+        from django.shortcuts import render
+
+        return render(request, "error.html", {"error": error}, status=error.status)
     if request.path.startswith("/api/"):
         return json_error(ApiError("The request was refused.", code="bad_request", status=400))
     from django.views.defaults import bad_request as default_bad_request

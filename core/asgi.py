@@ -1,4 +1,5 @@
-"""ASGI pieces around Django: a body-size guard, a static file server, and the handler.
+"""ASGI pieces around Django: a host check, a body-size guard, a static file server, and
+the handler.
 
 The project's ASGI entry point (aigateway/asgi.py) composes them with its lifespan.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import mimetypes
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -15,8 +17,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.http.request import split_domain_port, validate_host
 
 from core.errors import ApiError
+from core.params import ascii_whole_number
+
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,17 +42,17 @@ def body_limit_for(path: str) -> int:
     return int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
 
 
-async def _send_413(scope: Scope, send: Send) -> None:
+async def _send_error(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    """An error answered before Django: the API's error shape under /api/, text elsewhere."""
     if scope["path"].startswith("/api/"):
-        error = ApiError("The request body is too large.", code="payload_too_large", status=413)
-        body = json.dumps(error.as_dict()).encode()
+        body = json.dumps(ApiError(message, code=code, status=status).as_dict()).encode()
         content_type = b"application/json"
     else:
-        body, content_type = b"Request body too large.", b"text/plain; charset=utf-8"
+        body, content_type = message.encode(), b"text/plain; charset=utf-8"
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
@@ -54,6 +60,61 @@ async def _send_413(scope: Scope, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_413(scope: Scope, send: Send) -> None:
+    await _send_error(scope, send, 413, "payload_too_large", "The request body is too large.")
+
+
+# Orchestrators and load balancers call the probes by an address, not by a host name; the
+# probes change nothing and tell nothing worth a DNS-rebinding attack.
+HOST_CHECK_EXEMPT = frozenset({"/healthz", "/readyz"})
+
+
+def host_is_allowed(scope: Scope) -> bool:
+    """Django's own ALLOWED_HOSTS test (request.get_host()), on an ASGI scope."""
+    raw = None
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            raw = value.decode("latin-1")
+            break
+    if raw is None:  # HTTP/1.0: the address the request came in on, as Django does
+        server = scope.get("server") or ("", None)
+        raw = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(raw)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def require_allowed_host(app: ASGIApp) -> ASGIApp:
+    """Answer 400 to a request for a host not in ALLOWED_HOSTS, on every path but the
+    probes, before static files, the body guard or Django see it.
+
+    Django checks the host only when something calls request.get_host(), which the API
+    never did: with `Host: attacker.example` it registered users and ran generations,
+    which is what a DNS-rebinding page needs to drive a gateway on an intranet or
+    loopback address from a victim's browser.
+    """
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in HOST_CHECK_EXEMPT or host_is_allowed(scope):
+            await app(scope, receive, send)
+            return
+        log.warning("refused a request for a host not in ALLOWED_HOSTS: %r", _host_of(scope))
+        await _send_error(
+            scope, send, 400, "invalid_host", "This server does not answer to that host name."
+        )
+
+    return guarded
+
+
+def _host_of(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value[:100].decode("latin-1"))
+    return ""
 
 
 def limit_body_size(app: ASGIApp) -> ASGIApp:
@@ -65,7 +126,10 @@ def limit_body_size(app: ASGIApp) -> ASGIApp:
             return
         limit = body_limit_for(scope["path"])
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+            if name == b"content-length" and (
+                (declared := ascii_whole_number(value.decode("latin-1"))) is None
+                or declared > limit
+            ):
                 await _send_413(scope, send)
                 return
         received = 0
@@ -117,7 +181,7 @@ def serve_static(app: ASGIApp) -> ASGIApp:
     """Serve STATIC_URL from the source tree on the event loop: no collectstatic step and
     no sync middleware in front of Django. WhiteNoise's middleware is sync-only, so every
     request, API included, would switch threads twice: 25 % more CPU on a chat request
-    (decision 20)."""
+    (decision 27)."""
     prefix = settings.STATIC_URL
 
     async def static(scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,7 +215,7 @@ class GatewayASGIHandler(ASGIHandler):
     runs per request (closing the response) start a fresh thread every time. Without it
     they share Django's one sync thread. Every view here is async; no view depends on a
     thread of its own. Django's own handler cost 38 % more CPU on a chat request
-    (decision 20).
+    (decision 27).
     """
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

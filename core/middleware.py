@@ -79,7 +79,7 @@ class InlineMiddleware:
     (signed-cookie sessions, cookie messages), so they run directly on the event loop.
     The JSON API authenticates with bearer tokens, never cookies, so /api/ gets only the
     security headers; pages get the whole set. Django's own classes cost twice the CPU on
-    /api/ping and 38 % more on a chat request (decision 20).
+    /api/ping and 38 % more on a chat request (decision 27).
     """
 
     sync_capable = False

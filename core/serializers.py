@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rest_framework import serializers
+from rest_framework.fields import empty
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
+
+from core.params import MAX_PAGE, ascii_whole_number
 
 T = TypeVar("T")
 S = TypeVar("S", bound=serializers.Serializer)
@@ -68,7 +71,9 @@ class StrictCharField(serializers.CharField):
 
 
 class StrictBooleanField(serializers.BooleanField):
-    """JSON true or false only: "false" or 0 must not quietly mean something."""
+    """JSON true or false only: "false" or 0 must not quietly mean what it seems to."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
 
     def to_internal_value(self, data: Any) -> bool:
         if not isinstance(data, bool):
@@ -99,11 +104,29 @@ class StrictFloatField(serializers.FloatField):
 # `@extend_schema(parameters=[SomeQuerySerializer])` documents each field as a parameter.
 
 
+class QueryIntegerField(serializers.IntegerField):
+    """A whole number in a query string: 1 to 18 ASCII digits within [min_value, max_value]
+    (core.params); anything else, an empty value included, is a 400 naming the parameter."""
+
+    def __init__(self, *, min_value: int, max_value: int, **kwargs: Any) -> None:
+        message = f"Must be a whole number from {min_value} to {max_value}."
+        kwargs["error_messages"] = dict.fromkeys(("invalid", "min_value", "max_value"), message)
+        super().__init__(min_value=min_value, max_value=max_value, **kwargs)
+
+    def get_value(self, dictionary: Mapping[str, Any]) -> Any:
+        # DRF reads an empty form value as "absent"; `?page=` is a wrong number instead.
+        return dictionary.get(str(self.field_name), empty)
+
+    def to_internal_value(self, data: Any) -> int:
+        value = ascii_whole_number(data) if isinstance(data, str) else None
+        if value is None:
+            self.fail("invalid")
+        return value
+
+
 class PageQuerySerializer(serializers.Serializer):
-    page = serializers.IntegerField(
-        min_value=1, max_value=1_000_000, default=1, help_text="From 1."
-    )
-    page_size = serializers.IntegerField(
+    page = QueryIntegerField(min_value=1, max_value=MAX_PAGE, default=1, help_text="From 1.")
+    page_size = QueryIntegerField(
         min_value=1, max_value=100, default=20, help_text="Items per page."
     )
 

@@ -6,7 +6,11 @@ for no limit):
 - `user`: every API request of a signed-in user, keyed by user id (tokens and API keys alike);
 - `anon`: every API request without credentials, keyed by client IP;
 - `auth`: views marked `@rate_limit_scope("auth")` (register, login, refresh), keyed by
-  client IP, on top of `anon`; they ignore credentials, so the IP is all there is to go by.
+  client IP, on top of `anon`; they ignore credentials, so the IP is all there is to go by;
+- `auth_failures`: failed authentications (a bad, expired or revoked token or API key),
+  keyed by client IP. Credentials are checked before any limit applies, so without it
+  guesses would only ever meet 401s; once an IP has spent its failures, its requests with
+  credentials get 429 before the credentials are even looked at (see FailedAuthThrottle).
 
 DRF binds THROTTLE_RATES at import time; reading settings.RATE_LIMITS on every request
 instead lets tests (and a settings override) change the limits. Pages, which are not DRF
@@ -112,6 +116,38 @@ class ScopedIpRateThrottle(_SettingsRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         return self.key_for(client_ip(request))
+
+
+class FailedAuthThrottle(_SettingsRateThrottle):
+    """Per-IP count of failed authentications, checked and counted by the authentication
+    class itself (DRF's throttles run only after authentication has succeeded or failed)."""
+
+    scope = "auth_failures"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        return self.key_for(client_ip(request))
+
+    def retry_after(self, request: Request) -> int | None:
+        """Seconds to wait while this IP has no failures left, else None (counts nothing)."""
+        if not self._load_history(request):
+            return None
+        if len(self.history) < (self.num_requests or 0):
+            return None
+        return max(1, math.ceil(self.wait() or 1))
+
+    def note_failure(self, request: Request) -> None:
+        if self._load_history(request):
+            self.throttle_success()  # DRF's name for "record this request in the window"
+
+    def _load_history(self, request: Request) -> bool:
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return False
+        self.num_requests, self.duration = _parsed(self.rate)
+        self.key = self.get_cache_key(request, None)
+        self.now = self.timer()
+        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
+        return True
 
 
 def page_retry_after(request: HttpRequest, scope: str = "auth") -> int | None:

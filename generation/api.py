@@ -13,7 +13,6 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,6 +20,8 @@ from accounts.authentication import request_user
 from core.api import ApiView, validate
 from core.errors import ApiError, ValidationFailed
 from core.openapi import UPSTREAM_ERRORS, errors
+from core.params import ascii_whole_number
+from core.parsers import JsonBodyParser, MultipartBodyParser
 from core.serializers import Page, page_of, render
 from generation import services
 from generation.serializers import (
@@ -79,6 +80,8 @@ class TextView(ApiView):
 
 
 class ChatView(ApiView):
+    streams_events = True  # `Accept: text/event-stream` suits it (core.negotiation)
+
     @extend_schema(
         tags=["ai"],
         summary="Multi-turn chat; with stream: true, Server-Sent Events",
@@ -174,7 +177,7 @@ class VideoView(ApiView):
 
 
 class VideoFromImageView(ApiView):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [JsonBodyParser, MultipartBodyParser]
 
     @extend_schema(
         tags=["ai"],
@@ -206,8 +209,9 @@ def _form_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     empty optional field as no field."""
     values: dict[str, Any] = {}
     for name, value in fields.items():
-        if name in ("duration", "seed") and isinstance(value, str) and value.isdigit():
-            values[name] = int(value)
+        number = ascii_whole_number(value) if isinstance(value, str) else None
+        if name in ("duration", "seed") and number is not None:
+            values[name] = number
         elif name == "generate_audio" and value in ("true", "false"):
             values[name] = value == "true"
         elif isinstance(value, str) and value == "" and name not in ("model", "prompt"):

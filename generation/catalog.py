@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from uuid import UUID
 
 from generation.openrouter import ModelInfo, get_openrouter_client
 from generation.usage import recorded_call
@@ -25,7 +26,7 @@ _cache: _Cache | None = None
 _inflight: dict[asyncio.AbstractEventLoop, asyncio.Task[list[ModelInfo]]] = {}
 
 
-async def list_models(user_id: object = None) -> list[ModelInfo]:
+async def list_models(user_id: UUID | None = None) -> list[ModelInfo]:
     """The cached catalogue; concurrent callers share one upstream fetch. When a refresh
     fails and an older list exists, the older list is served rather than an error."""
     global _cache
@@ -52,7 +53,7 @@ async def list_models(user_id: object = None) -> list[ModelInfo]:
     return models
 
 
-async def _fetch(user_id: object) -> list[ModelInfo]:
+async def _fetch(user_id: UUID | None) -> list[ModelInfo]:
     async with recorded_call(user_id, "models", None):
         return await get_openrouter_client().list_models()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -11,8 +12,9 @@ from core.clock import utcnow
 from core.db import Tx, get_database
 from core.errors import NotFound
 from generation import repository as repo
+from generation.ledger import Admission, admit
 from generation.repository import Conversation
-from generation.services import StreamDone, complete_chat, stream_chat
+from generation.services import StreamDone, answer_chat, stream_answer
 
 MAX_CONTEXT_MESSAGES = 40  # the oldest turns are left out of long conversations
 
@@ -60,28 +62,48 @@ def _context(conversation: Conversation, content: str) -> list[dict[str, str]]:
     return [*history[-MAX_CONTEXT_MESSAGES:], {"role": "user", "content": content}]
 
 
-async def stream_turn(user: User, conversation: Conversation, content: str) -> AsyncIterator[Any]:
-    """Save the question, stream the answer, save what was answered (even if stopped)."""
+@dataclass(frozen=True)
+class Turn:
+    """A question admitted for an answer: its conversation exists and holds the question."""
+
+    admission: Admission
+    conversation: Conversation
+    messages: list[dict[str, str]]  # what the model is sent
+
+
+async def open_turn(
+    user: User, conversation: Conversation | None, model: str, content: str
+) -> Turn:
+    """Admit the call first; only then start a new conversation and save the question, so
+    a refused call leaves nothing behind."""
+    admission = await admit(user, "chat", conversation.model if conversation else model)
+    if conversation is None:
+        conversation = await start_conversation(user, admission.model.id, content)
     messages = _context(conversation, content)
     await _save(conversation.id, "user", content)
+    return Turn(admission, conversation, messages)
+
+
+async def stream_turn(turn: Turn) -> AsyncIterator[Any]:
+    """Stream the answer, then save what was answered (even if stopped)."""
     pieces: list[str] = []
     finished = False
+    answer = stream_answer(turn.admission, turn.messages, conversation_id=turn.conversation.id)
     try:
-        async for item in stream_chat(user, conversation.model, messages):
+        async for item in answer:
             if isinstance(item, StreamDone):
                 finished = True
             else:
                 pieces.append(item)
             yield item
     finally:
+        await answer.aclose()
         if pieces:
             text = "".join(pieces) + ("" if finished else " [stopped]")
-            await _save(conversation.id, "assistant", text)
+            await _save(turn.conversation.id, "assistant", text)
 
 
-async def send_turn(user: User, conversation: Conversation, content: str) -> None:
+async def send_turn(turn: Turn) -> None:
     """The same turn without streaming (the page's no-JavaScript path)."""
-    messages = _context(conversation, content)
-    await _save(conversation.id, "user", content)
-    answer = await complete_chat(user, conversation.model, messages)
-    await _save(conversation.id, "assistant", answer.text)
+    answer = await answer_chat(turn.admission, turn.messages, conversation_id=turn.conversation.id)
+    await _save(turn.conversation.id, "assistant", answer.text)

@@ -1,9 +1,10 @@
-"""Buffered inserts for usage records and finished generations.
+"""Buffered inserts for the usage records nobody is billed for and no response reports.
 
-A DuckDB commit costs about a millisecond, so rows that nobody waits for are buffered
-in memory and inserted in batches by the writer (one statement per batch), at the latest
-after FLUSH_SECONDS, at once when a batch fills, and on shutdown. Readers that must see
-their own rows call `await flush()` first.
+Only catalogue listings are buffered now: every generation, and every video poll and
+download, commits its usage row with its own state change (generation/ledger.py). A DuckDB
+commit costs about a millisecond, so these few rows are inserted in batches by the writer
+(one statement per batch), at the latest after FLUSH_SECONDS, at once when a batch fills,
+and on shutdown. Readers that must see them call `await flush()` first.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Generic, TypeVar
 
 from core.db import Database, Tx, get_database
 from generation import repository as repo
-from generation.repository import Generation, UsageRecord
+from generation.repository import UsageRecord
 
 FLUSH_SECONDS = 1.0
 BATCH_ROWS = 500
@@ -57,7 +58,6 @@ class Recorder:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.usage: Buffer[UsageRecord] = Buffer(db, repo.insert_usage)
-        self.generations: Buffer[Generation] = Buffer(db, repo.insert_generations)
         self._stop = threading.Event()
         self._timer = threading.Thread(target=self._run, name="recorder-flush", daemon=True)
         self._timer.start()
@@ -69,7 +69,6 @@ class Recorder:
             self.flush_soon()
 
     def flush_soon(self) -> None:
-        self.generations.flush_soon()
         self.usage.flush_soon()
 
     async def flush(self) -> None:
@@ -79,7 +78,6 @@ class Recorder:
 
     def close(self, tx: Tx) -> None:
         self._stop.set()
-        self.generations.flush_in(tx)
         self.usage.flush_in(tx)
 
 
@@ -99,7 +97,3 @@ def get_recorder() -> Recorder:
 
 def record_usage(record: UsageRecord) -> None:
     get_recorder().usage.add(record)
-
-
-def record_generation(generation: Generation) -> None:
-    get_recorder().generations.add(generation)

@@ -39,24 +39,32 @@ class Generation:
     cost: float | None
     created_at: datetime
     finished_at: datetime | None
+    reserved_cost: float | None = None  # upper bound of the call's cost, booked if interrupted
+    conversation_id: UUID | None = None
+
+    @property
+    def media_json(self) -> str:
+        return json.dumps([{"file": m.file, "type": m.type} for m in self.media])
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Generation:
         (id_, user_id, kind, model, prompt, params, status, output_text, media, error_code,
-         error_message, tokens_in, tokens_out, cost, created_at, finished_at) = row  # fmt: skip
+         error_message, tokens_in, tokens_out, cost, created_at, finished_at, reserved_cost,
+         conversation_id) = row  # fmt: skip
         return cls(
             id_, user_id, kind, model, prompt, json.loads(params), status, output_text,
             tuple(MediaFile(**item) for item in json.loads(media)), error_code, error_message,
             tokens_in, tokens_out, cost, aware(created_at), aware(finished_at),  # type: ignore[arg-type]
+            reserved_cost, conversation_id,
         )  # fmt: skip
 
     def as_insert_row(self) -> list[Any]:
         return [
             self.id, self.user_id, self.kind, self.model, self.prompt,
             json.dumps(self.params, sort_keys=True), self.status, self.output_text,
-            json.dumps([{"file": m.file, "type": m.type} for m in self.media]),
-            self.error_code, self.error_message, self.tokens_in, self.tokens_out, self.cost,
-            _naive(self.created_at), _naive(self.finished_at),
+            self.media_json, self.error_code, self.error_message, self.tokens_in,
+            self.tokens_out, self.cost, _naive(self.created_at), _naive(self.finished_at),
+            self.reserved_cost, self.conversation_id,
         ]  # fmt: skip
 
 
@@ -76,6 +84,8 @@ class VideoJob:
     updated_at: datetime
     last_polled_at: datetime | None
     completed_at: datetime | None
+    reserved_cost: float | None = None  # held from submission until the job ends
+    missed_polls: int = 0  # consecutive polls the upstream answered 404
 
     @property
     def is_terminal(self) -> bool:
@@ -121,15 +131,19 @@ def _naive(value: datetime | None) -> datetime | None:
 
 GENERATION_COLUMNS = (
     "id, user_id, kind, model, prompt, params, status, output_text, media, error_code,"
-    " error_message, tokens_in, tokens_out, cost, created_at, finished_at"
+    " error_message, tokens_in, tokens_out, cost, created_at, finished_at, reserved_cost,"
+    " conversation_id"
 )
 VIDEO_JOB_COLUMNS = (
     "id, user_id, model, upstream_id, polling_url, status, error, cost, upstream_generation_id,"
-    " video_file, created_at, updated_at, last_polled_at, completed_at"
+    " video_file, created_at, updated_at, last_polled_at, completed_at, reserved_cost,"
+    " coalesce(missed_polls, 0)"
 )
+_VIDEO_JOB_INSERT_COLUMNS = VIDEO_JOB_COLUMNS.replace("coalesce(missed_polls, 0)", "missed_polls")
 _GENERATION_TYPES = (
     "UUID", "UUID", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR",
-    "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "TIMESTAMP", "TIMESTAMP",
+    "VARCHAR", "VARCHAR", "INTEGER", "INTEGER", "DOUBLE", "TIMESTAMP", "TIMESTAMP", "DOUBLE",
+    "UUID",
 )  # fmt: skip
 _USAGE_COLUMNS = (
     "occurred_at, user_id, kind, model, tokens_in, tokens_out, cost, latency_ms, status,"
@@ -163,6 +177,80 @@ def insert_generations(tx: Tx, generations: Sequence[Generation]) -> None:
     if generations:
         rows = [g.as_insert_row() for g in generations]
         tx.execute(_INSERT_GENERATIONS, _columns(rows, len(_GENERATION_TYPES)))
+
+
+# The call ledger (decision 20): a pending row while the upstream call runs, settled in one
+# commit before the client hears of it; start-up books what a crash left pending.
+
+_SETTLE_COLUMNS = (
+    ("id", "UUID"), ("model", "VARCHAR"), ("status", "VARCHAR"), ("output_text", "VARCHAR"),
+    ("media", "VARCHAR"), ("error_code", "VARCHAR"), ("error_message", "VARCHAR"),
+    ("tokens_in", "INTEGER"), ("tokens_out", "INTEGER"), ("cost", "DOUBLE"),
+    ("finished_at", "TIMESTAMP"), ("conversation_id", "UUID"),
+)  # fmt: skip
+_SETTLE_GENERATIONS = (
+    "UPDATE generations AS g SET "  # noqa: S608 - column names from the tuple above
+    + ", ".join(f"{name} = s.{name}" for name, _ in _SETTLE_COLUMNS[1:])
+    + " FROM (SELECT "
+    + ", ".join(f"unnest(?::{sql_type}[]) AS {name}" for name, sql_type in _SETTLE_COLUMNS)
+    + ") AS s WHERE g.id = s.id"
+)
+
+
+def insert_pending_generations(tx: Tx, generations: Sequence[Generation]) -> list[None]:
+    """Batched write (Database.awrite_batched): the rows of calls about to go upstream."""
+    insert_generations(tx, generations)
+    return [None] * len(generations)
+
+
+def settle_generations(
+    tx: Tx, settled: Sequence[tuple[Generation, UsageRecord | None]]
+) -> list[None]:
+    """Batched write: each call's final history row and the usage row of its upstream call."""
+    rows = [
+        (g.id, g.model, g.status, g.output_text, g.media_json, g.error_code, g.error_message,
+         g.tokens_in, g.tokens_out, g.cost, _naive(g.finished_at), g.conversation_id)
+        for g, _ in settled
+    ]  # fmt: skip
+    tx.execute(_SETTLE_GENERATIONS, _columns(rows, len(_SETTLE_COLUMNS)))
+    insert_usage(tx, [usage for _, usage in settled if usage is not None])
+    return [None] * len(settled)
+
+
+def book_interrupted_calls(tx: Tx, now: datetime) -> int:
+    """At start-up: every call still pending without a video job behind it was cut off by
+    a crash. Book it as interrupted, with a usage row at the upper bound it reserved
+    (the provider may have billed it; never free, never lost)."""
+    orphans = tx.execute(
+        "UPDATE generations SET status = 'interrupted', error_code = 'interrupted',"
+        " error_message = 'The server stopped before this call finished.', finished_at = ?"
+        " WHERE status IN ('pending', 'in_progress')"
+        " AND id NOT IN (SELECT id FROM video_jobs)"
+        " RETURNING id, user_id, kind, model, reserved_cost",
+        [now],
+    ).fetchall()
+    booked = [
+        UsageRecord(
+            occurred_at=now,
+            user_id=user_id,
+            kind=_USAGE_KIND.get(kind, kind),
+            model=model,
+            tokens_in=None,
+            tokens_out=None,
+            cost=reserved,
+            latency_ms=0.0,
+            status="error",
+            error_code="interrupted",
+            generation_id=generation_id,
+        )
+        for generation_id, user_id, kind, model, reserved in orphans
+    ]
+    insert_usage(tx, booked)
+    return len(orphans)
+
+
+# The usage kind of a generation's upstream call, where the two differ.
+_USAGE_KIND = {"video": "video_submit"}
 
 
 def get_generation(con: Connection, generation_id: UUID, user_id: UUID) -> Generation | None:
@@ -218,12 +306,12 @@ def finish_generation(
 
 def insert_video_job(tx: Tx, job: VideoJob) -> None:
     tx.execute(
-        f"INSERT INTO video_jobs ({VIDEO_JOB_COLUMNS}) VALUES ({', '.join('?' * 14)})",  # noqa: S608
+        f"INSERT INTO video_jobs ({_VIDEO_JOB_INSERT_COLUMNS}) VALUES ({', '.join('?' * 16)})",  # noqa: S608
         [
             job.id, job.user_id, job.model, job.upstream_id, job.polling_url, job.status,
             job.error, job.cost, job.upstream_generation_id, job.video_file,
             _naive(job.created_at), _naive(job.updated_at), _naive(job.last_polled_at),
-            _naive(job.completed_at),
+            _naive(job.completed_at), job.reserved_cost, job.missed_polls,
         ],
     )  # fmt: skip
 
@@ -262,7 +350,7 @@ def unfinished_video_jobs(con: Connection) -> list[VideoJob]:
 def update_video_job(tx: Tx, job_id: UUID, **changes: Any) -> VideoJob | None:
     allowed = {
         "status", "error", "cost", "upstream_generation_id", "video_file", "updated_at",
-        "last_polled_at", "completed_at",
+        "last_polled_at", "completed_at", "reserved_cost", "missed_polls",
     }  # fmt: skip
     if not changes or not set(changes) <= allowed:
         raise ValueError(f"cannot update {sorted(set(changes) - allowed)}")

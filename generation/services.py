@@ -6,19 +6,21 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from accounts.repository import User
 from core.clock import utcnow
 from core.db import Tx, get_database
 from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
+from generation import ledger
 from generation import repository as repo
-from generation.catalog import find_model, list_models
+from generation.catalog import list_models
+from generation.ledger import Admission
 from generation.media import media_path, save_media
 from generation.openrouter import (
     ContentDelta,
@@ -29,13 +31,14 @@ from generation.openrouter import (
 )
 from generation.openrouter import VideoJob as UpstreamJob
 from generation.openrouter.results import sniff_image_type
-from generation.recorder import get_recorder, record_generation
-from generation.repository import Generation, MediaFile, VideoJob
-from generation.usage import recorded_call
+from generation.repository import Generation, MediaFile, UsageRecord, VideoJob
+from generation.usage import measured_call
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = timedelta(seconds=5)
+MAX_MISSED_POLLS = 3
+JOB_LOST = "The provider no longer knows this job; it may have expired before it was saved."
 ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
 
 
@@ -45,47 +48,6 @@ ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
 async def models_of_kind(kind: str | None, user: User | None = None) -> list[ModelInfo]:
     models = await list_models(user.id if user else None)
     return [m for m in models if kind is None or m.kind == kind]
-
-
-async def require_model(model_id: str, kind: str) -> ModelInfo:
-    model = await find_model(model_id)
-    if model is None or model.kind != kind:
-        raise ValidationFailed(
-            f"'{model_id}' is not a {kind} model of this gateway's catalogue.",
-            code="unknown_model",
-            fields={"model": f"Choose a {kind} model from /api/ai/models?kind={kind}."},
-        )
-    return model
-
-
-# -- history rows -----------------------------------------------------------------------
-
-
-def _generation(
-    generation_id: UUID,
-    user: User,
-    kind: str,
-    model: str,
-    prompt: str,
-    params: Mapping[str, Any],
-    **fields: Any,
-) -> Generation:
-    """A history row, completed now unless fields say otherwise."""
-    now = utcnow()
-    values: dict[str, Any] = {
-        "status": "completed", "output_text": None, "media": (), "error_code": None,
-        "error_message": None, "tokens_in": None, "tokens_out": None, "cost": None,
-        "finished_at": now,
-    }  # fmt: skip
-    values.update(fields)
-    return Generation(
-        id=generation_id, user_id=user.id, kind=kind, model=model, prompt=prompt,
-        params=dict(params), created_at=now, **values,
-    )  # fmt: skip
-
-
-def _failed(generation: Generation, error: UpstreamError) -> Generation:
-    return replace(generation, status="failed", error_code=error.code, error_message=error.message)
 
 
 # -- text and chat ----------------------------------------------------------------------
@@ -99,6 +61,14 @@ class TextAnswer:
     prompt_tokens: int
     completion_tokens: int
     cost: float | None
+
+    @classmethod
+    def of(cls, row: Generation) -> TextAnswer:
+        """The answer a settled text or chat row holds."""
+        return cls(
+            row.id, row.output_text or "", row.model, row.tokens_in or 0, row.tokens_out or 0,
+            row.cost,
+        )  # fmt: skip
 
 
 def chat_payload(
@@ -120,41 +90,40 @@ async def complete_chat(
     model: str,
     messages: Sequence[Mapping[str, str]],
     *,
-    kind: str = "chat",
     options: Mapping[str, Any] | None = None,
 ) -> TextAnswer:
-    """One non-streaming completion, recorded in history and usage."""
+    """One non-streaming chat completion (admitted, run and settled)."""
+    return await answer_chat(await ledger.admit(user, "chat", model), messages, options=options)
+
+
+async def answer_chat(
+    admission: Admission,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    options: Mapping[str, Any] | None = None,
+    conversation_id: UUID | None = None,
+) -> TextAnswer:
+    """One non-streaming completion of an admitted call, settled in history and usage
+    before it is returned."""
     options = dict(options or {})
+    model = admission.model.id
     prompt = _last_user_message(messages)
-    generation_id = uuid4()
-    generation = _generation(generation_id, user, kind, model, prompt, options)
-    try:
-        async with recorded_call(user.id, kind, model, generation_id) as call:
-            result = await get_openrouter_client().chat(chat_payload(model, messages, options))
-            call.model, call.latency_ms = result.model or model, result.latency_ms
-            call.usage(result.usage)
-    except UpstreamError as exc:
-        record_generation(_failed(generation, exc))
-        raise
-    usage = result.usage
-    record_generation(
-        replace(
-            generation, model=result.model or model, output_text=result.text,
-            tokens_in=usage.prompt_tokens, tokens_out=usage.completion_tokens, cost=usage.cost,
-        )
-    )  # fmt: skip
-    return TextAnswer(
-        generation_id, result.text, result.model or model, usage.prompt_tokens,
-        usage.completion_tokens, usage.cost,
-    )  # fmt: skip
+    async with ledger.run(admission, prompt, options, conversation_id=conversation_id) as call:
+        result = await get_openrouter_client().chat(chat_payload(model, messages, options))
+        call.answered(
+            model=result.model, latency_ms=result.latency_ms, usage=result.usage,
+            output_text=result.text,
+        )  # fmt: skip
+    return TextAnswer.of(call.row)
 
 
 async def generate_text(
     user: User, model: str, prompt: str, system_prompt: str | None = None, **options: Any
 ) -> TextAnswer:
+    admission = await ledger.admit(user, "text", model)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
-    return await complete_chat(user, model, messages, kind="text", options=options)
+    return await answer_chat(admission, messages, options=options)
 
 
 @dataclass(frozen=True)
@@ -169,53 +138,46 @@ async def stream_chat(
     messages: Sequence[Mapping[str, str]],
     *,
     options: Mapping[str, Any] | None = None,
-) -> AsyncIterator[str | StreamDone]:
-    """Yield the answer's text pieces as they arrive, then a StreamDone. The usage row and
-    history entry are written however the stream ends: finished, failed or abandoned."""
+) -> AsyncGenerator[str | StreamDone, None]:
+    """A streamed chat completion: admitted when the first piece is asked for."""
+    admission = await ledger.admit(user, "chat", model)
+    async with aclosing(stream_answer(admission, messages, options=options)) as pieces:
+        async for piece in pieces:
+            yield piece
+
+
+async def stream_answer(
+    admission: Admission,
+    messages: Sequence[Mapping[str, str]],
+    *,
+    options: Mapping[str, Any] | None = None,
+    conversation_id: UUID | None = None,
+) -> AsyncGenerator[str | StreamDone, None]:
+    """Yield the answer's text pieces as they arrive, then a StreamDone once the call is
+    settled. However the stream ends (finished, failed or abandoned), its history and usage
+    rows are committed."""
     options = dict(options or {})
-    generation_id = uuid4()
-    generation = _generation(
-        generation_id, user, "chat", model, _last_user_message(messages), options
-    )
-    pieces: list[str] = []
-    end: StreamEnd | None = None
+    model = admission.model.id
     payload = {**chat_payload(model, messages, options), "stream": True}
-    try:
-        async with (
-            recorded_call(user.id, "chat", model, generation_id) as call,
-            aclosing(get_openrouter_client().stream_chat(payload)) as events,  # type: ignore[type-var]
-        ):
-            async for event in events:
-                if isinstance(event, ContentDelta):
-                    if event.text:
-                        pieces.append(event.text)
-                        yield event.text
-                elif isinstance(event, StreamEnd):
-                    call.model, call.latency_ms = event.model or model, event.latency_ms
-                    call.usage(event.usage)
-                    end = event
-    except UpstreamError as exc:
-        record_generation(replace(_failed(generation, exc), output_text="".join(pieces) or None))
-        raise
-    except BaseException:
-        record_generation(
-            replace(generation, status="cancelled", output_text="".join(pieces) or None,
-                    error_code="cancelled", error_message="The client stopped the answer.")
-        )  # fmt: skip
-        raise
-    if end is None:  # the client raises before this; kept so a bad stream is never silent
-        raise UpstreamError("The answer stream ended early.", code="upstream_stream_broken")
-    usage = end.usage
-    answer = TextAnswer(
-        generation_id, end.text, end.model or model, usage.prompt_tokens if usage else 0,
-        usage.completion_tokens if usage else 0, usage.cost if usage else None,
-    )  # fmt: skip
-    record_generation(
-        replace(generation, model=answer.model, output_text=end.text,
-                tokens_in=answer.prompt_tokens, tokens_out=answer.completion_tokens,
-                cost=answer.cost)
-    )  # fmt: skip
-    yield StreamDone(generation_id, answer)
+    prompt = _last_user_message(messages)
+    end: StreamEnd | None = None
+    async with (
+        ledger.run(admission, prompt, options, conversation_id=conversation_id) as call,
+        aclosing(get_openrouter_client().stream_chat(payload)) as events,  # type: ignore[type-var]
+    ):
+        async for event in events:
+            if isinstance(event, ContentDelta):
+                if event.text:
+                    call.pieces.append(event.text)
+                    yield event.text
+            elif isinstance(event, StreamEnd):
+                end = event
+        if end is None:  # the client raises before this; kept so a bad stream is never silent
+            raise UpstreamError("The answer stream ended early.", code="upstream_stream_broken")
+        call.answered(
+            model=end.model, latency_ms=end.latency_ms, usage=end.usage, output_text=end.text
+        )
+    yield StreamDone(call.id, TextAnswer.of(call.row))
 
 
 # -- images -----------------------------------------------------------------------------
@@ -226,41 +188,32 @@ async def generate_image(
 ) -> Generation:
     """Pick the upstream path from the catalogue: models that also write text use chat
     completions with modalities ["image", "text"]; image-only models the Image API."""
-    info = await require_model(model, "image")
-    generation_id = uuid4()
-    generation = _generation(generation_id, user, "image", model, prompt, options)
+    admission = await ledger.admit(user, "image", model)
     client = get_openrouter_client()
     image_config = {k: options[k] for k in ("aspect_ratio", "image_size") if options.get(k)}
-    try:
-        async with recorded_call(user.id, "image", model, generation_id) as call:
-            result: ImageResult
-            if "text" in info.output_modalities:
-                result = await client.generate_image_via_chat(
-                    model, prompt, modalities=("image", "text"), image_config=image_config or None
-                )
-            else:
-                payload: dict[str, Any] = {"model": model, "prompt": prompt}
-                if options.get("aspect_ratio"):
-                    payload["aspect_ratio"] = options["aspect_ratio"]
-                if options.get("image_size"):
-                    payload["resolution"] = options["image_size"]
-                for name in ("size", "n"):
-                    if options.get(name):
-                        payload[name] = options[name]
-                result = await client.generate_images(payload)
-            call.model, call.latency_ms = result.model or model, result.latency_ms
-            call.usage(result.usage)
-    except UpstreamError as exc:
-        record_generation(_failed(generation, exc))
-        raise
-    media = await asyncio.to_thread(_store_images, user.id, generation_id, result)
-    finished = replace(
-        generation, model=result.model or model, output_text=result.text or None, media=media,
-        tokens_in=result.usage.prompt_tokens, tokens_out=result.usage.completion_tokens,
-        cost=result.usage.cost,
-    )  # fmt: skip
-    record_generation(finished)
-    return finished
+    async with ledger.run(admission, prompt, options) as call:
+        result: ImageResult
+        if "text" in admission.model.output_modalities:
+            result = await client.generate_image_via_chat(
+                model, prompt, modalities=("image", "text"), image_config=image_config or None
+            )
+        else:
+            payload: dict[str, Any] = {"model": model, "prompt": prompt}
+            if options.get("aspect_ratio"):
+                payload["aspect_ratio"] = options["aspect_ratio"]
+            if options.get("image_size"):
+                payload["resolution"] = options["image_size"]
+            for name in ("size", "n"):
+                if options.get(name):
+                    payload[name] = options[name]
+            result = await client.generate_images(payload)
+        call.answered(
+            model=result.model, latency_ms=result.latency_ms, usage=result.usage,
+            output_text=result.text or None,
+        )  # fmt: skip
+        media = await asyncio.to_thread(_store_images, user.id, call.id, result)
+        call.update(media=media)
+    return call.row
 
 
 def _store_images(user_id: UUID, generation_id: UUID, result: ImageResult) -> tuple[MediaFile, ...]:
@@ -315,8 +268,8 @@ async def submit_video(
     options: Mapping[str, Any],
     first_frame: str | None = None,
 ) -> VideoJob:
-    """Start an upstream video job and keep it as a durable row before answering."""
-    await require_model(model, "video")
+    """Start an upstream video job; its row and the job are committed before answering."""
+    admission = await ledger.admit(user, "video", model)
     payload: dict[str, Any] = {"model": model, "prompt": prompt}
     for name in ("duration", "resolution", "aspect_ratio", "generate_audio", "seed"):
         if options.get(name) is not None:
@@ -325,31 +278,23 @@ async def submit_video(
         payload["frame_images"] = [
             {"type": "image_url", "image_url": {"url": first_frame}, "frame_type": "first_frame"}
         ]
-    job_id = uuid4()
     params = {**options, "from_image": bool(first_frame)}
-    generation = _generation(
-        job_id, user, "video", model, prompt, params, status="pending", finished_at=None
-    )
-    try:
-        async with recorded_call(user.id, "video_submit", model, job_id) as call:
-            upstream = await get_openrouter_client().create_video(payload)
-            call.latency_ms = upstream.latency_ms
-    except UpstreamError as exc:
-        record_generation(_failed(generation, exc))
-        raise
-    now = utcnow()
-    job = VideoJob(
-        id=job_id, user_id=user.id, model=model, upstream_id=upstream.id,
-        polling_url=upstream.polling_url, status=upstream.status, error=upstream.error,
-        cost=upstream.cost, upstream_generation_id=upstream.generation_id, video_file=None,
-        created_at=now, updated_at=now, last_polled_at=now, completed_at=None,
-    )  # fmt: skip
-
-    def insert(tx: Tx) -> None:
-        repo.insert_generations(tx, [replace(generation, status=upstream.status)])
-        repo.insert_video_job(tx, job)
-
-    await get_database().awrite(insert)
+    async with ledger.run(admission, prompt, params) as call:
+        upstream = await get_openrouter_client().create_video(payload)
+        now = utcnow()
+        terminal = upstream.status in repo.TERMINAL_VIDEO_STATES
+        job = VideoJob(
+            id=call.id, user_id=user.id, model=model, upstream_id=upstream.id,
+            polling_url=upstream.polling_url, status=upstream.status, error=upstream.error,
+            cost=upstream.cost, upstream_generation_id=upstream.generation_id, video_file=None,
+            created_at=now, updated_at=now, last_polled_at=now,
+            completed_at=now if terminal else None, reserved_cost=admission.reserved_cost,
+        )  # fmt: skip
+        call.answered(
+            model=None, latency_ms=upstream.latency_ms, status=upstream.status,
+            error_message=upstream.error, finished_at=now if terminal else None,
+        )  # fmt: skip
+        call.also_commit(lambda tx: repo.insert_video_job(tx, job))
     return job
 
 
@@ -420,17 +365,17 @@ async def _refresh(job_id: UUID) -> VideoJob:
 async def _poll(job: VideoJob) -> VideoJob:
     now = utcnow()
     try:
-        async with recorded_call(job.user_id, "video_poll", job.model, job.id) as call:
+        async with measured_call(job.user_id, "video_poll", job.model, job.id) as call:
             upstream: UpstreamJob = await get_openrouter_client().get_video(job.polling_url)
             call.latency_ms = upstream.latency_ms
             if upstream.status == "completed":
                 call.kind, call.cost = "video", upstream.cost  # the job's price, once
     except UpstreamError as exc:
         log.warning("polling video job %s failed: %s", job.id, exc.code)
-        return await _save_job(job, {"last_polled_at": now}) or job
+        return await _save_job(job, _missed_poll(job, exc, now), usage=call.record()) or job
     changes: dict[str, Any] = {
         "status": upstream.status, "error": upstream.error, "last_polled_at": now,
-        "updated_at": now,
+        "updated_at": now, "missed_polls": 0,
     }  # fmt: skip
     if upstream.cost is not None:
         changes["cost"] = upstream.cost
@@ -438,26 +383,47 @@ async def _poll(job: VideoJob) -> VideoJob:
         changes["upstream_generation_id"] = upstream.generation_id
     if upstream.status in repo.TERMINAL_VIDEO_STATES:
         changes["completed_at"] = now
-    return await _save_job(job, changes) or job
+    return await _save_job(job, changes, usage=call.record()) or job
+
+
+def _missed_poll(job: VideoJob, error: UpstreamError, now: datetime) -> dict[str, Any]:
+    """A failed poll is tried again later, except that a job the provider answers 404 for
+    MAX_MISSED_POLLS times in a row is gone (expired or purged upstream): it fails."""
+    if error.upstream_status != 404:
+        return {"last_polled_at": now}
+    missed = job.missed_polls + 1
+    if missed < MAX_MISSED_POLLS:
+        return {"last_polled_at": now, "missed_polls": missed}
+    return {
+        "last_polled_at": now, "missed_polls": missed, "status": "failed", "updated_at": now,
+        "completed_at": now, "error": JOB_LOST,
+    }  # fmt: skip
 
 
 async def _download(job: VideoJob) -> VideoJob:
     now = utcnow()
     try:
-        async with recorded_call(job.user_id, "video_download", job.model, job.id) as call:
+        async with measured_call(job.user_id, "video_download", job.model, job.id) as call:
             content = await get_openrouter_client().download_video(job.upstream_id)
             call.latency_ms = content.latency_ms
     except UpstreamError as exc:
         log.warning("downloading video job %s failed: %s", job.id, exc.code)
-        return await _save_job(job, {"last_polled_at": now}) or job
+        return await _save_job(job, {"last_polled_at": now}, usage=call.record()) or job
     media_type = content.media_type if content.media_type.startswith("video/") else "video/mp4"
     stored = await asyncio.to_thread(save_media, job.user_id, job.id, 0, content.data, media_type)
-    return await _save_job(job, {"video_file": stored.file, "updated_at": now}, media=stored) or job
+    changes = {"video_file": stored.file, "updated_at": now}
+    return await _save_job(job, changes, media=stored, usage=call.record()) or job
 
 
 async def _save_job(
-    job: VideoJob, changes: dict[str, Any], media: MediaFile | None = None
+    job: VideoJob,
+    changes: dict[str, Any],
+    *,
+    media: MediaFile | None = None,
+    usage: UsageRecord | None = None,
 ) -> VideoJob | None:
+    """Apply what a poll or download learnt, with its usage row, in one commit."""
+
     def save(tx: Tx) -> VideoJob | None:
         updated = repo.update_video_job(tx, job.id, **changes)
         if updated is not None and (updated.status != job.status or media is not None):
@@ -467,6 +433,8 @@ async def _save_job(
                 error_message=updated.error, cost=updated.cost,
                 finished_at=updated.completed_at,
             )  # fmt: skip
+        if usage is not None:
+            repo.insert_usage(tx, [usage])
         return updated
 
     return await get_database().awrite(save)
@@ -503,14 +471,12 @@ async def watch_unfinished_jobs(interval: float = 15.0) -> None:
 async def list_history(
     user: User, *, kind: str | None, page: int, page_size: int
 ) -> tuple[list[Generation], int]:
-    await get_recorder().flush()
     return await get_database().aread(
         repo.list_generations, user.id, kind=kind, limit=page_size, offset=(page - 1) * page_size
     )
 
 
 async def get_history_item(user: User, generation_id: UUID) -> Generation:
-    await get_recorder().flush()
     generation = await get_database().aread(repo.get_generation, generation_id, user.id)
     if generation is None:
         raise NotFound("No such generation.", code="generation_not_found")

@@ -1,4 +1,9 @@
-"""Usage records: one per call to OpenRouter, buffered so no response waits for a commit."""
+"""Usage records: one per call to OpenRouter.
+
+`measured_call()` times one upstream call and says how it ended; the call ledger commits
+its record with the call's history row. `recorded_call()` buffers the record instead, for
+calls nobody is billed for and no response reports (catalogue listings).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -18,15 +23,19 @@ from generation.repository import UsageRecord
 
 @dataclass
 class CallOutcome:
-    """Filled in by the caller inside recorded_call(): what the call reported."""
+    """Filled in by the caller inside measured_call(): what the call reported."""
 
+    user_id: UUID | None
+    kind: str
     model: str | None = None
+    generation_id: UUID | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
     cost: float | None = None
     latency_ms: float | None = None
-    generation_id: UUID | None = None
-    kind: str | None = None  # overrides the kind (e.g. a poll that completes a video)
+    status: str = "ok"  # ok | error
+    error_code: str | None = None
+    started: float = field(default_factory=time.perf_counter)
 
     def usage(self, usage: Any) -> None:
         """Take tokens and cost from an openrouter Usage (or None)."""
@@ -35,46 +44,56 @@ class CallOutcome:
             self.tokens_out = usage.completion_tokens
             self.cost = usage.cost
 
+    def failed(self, code: str) -> None:
+        self.status, self.error_code = "error", code
+
+    def note_failure(self, exc: BaseException) -> None:
+        if isinstance(exc, UpstreamError):
+            self.failed(exc.code)
+            if exc.latency_ms is not None:
+                self.latency_ms = exc.latency_ms
+        elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            # The client went away mid-call (or stopped reading a stream): the call still
+            # happened and may cost.
+            self.failed("cancelled")
+        else:
+            self.failed("internal_error")
+
+    def record(self) -> UsageRecord:
+        latency = self.latency_ms
+        if latency is None:
+            latency = (time.perf_counter() - self.started) * 1000
+        return UsageRecord(
+            occurred_at=utcnow(), user_id=self.user_id, kind=self.kind, model=self.model,
+            tokens_in=self.tokens_in, tokens_out=self.tokens_out, cost=self.cost,
+            latency_ms=float(latency), status=self.status, error_code=self.error_code,
+            generation_id=self.generation_id,
+        )  # fmt: skip
+
+
+@asynccontextmanager
+async def measured_call(
+    user_id: UUID | None, kind: str, model: str | None, generation_id: UUID | None = None
+) -> AsyncIterator[CallOutcome]:
+    """Time the upstream call made inside the block and note how it ended (errors re-raised)."""
+    outcome = CallOutcome(user_id=user_id, kind=kind, model=model, generation_id=generation_id)
+    try:
+        yield outcome
+    except BaseException as exc:
+        outcome.note_failure(exc)
+        raise
+
 
 @asynccontextmanager
 async def recorded_call(
-    user_id: object, kind: str, model: str | None, generation_id: UUID | None = None
+    user_id: UUID | None, kind: str, model: str | None, generation_id: UUID | None = None
 ) -> AsyncIterator[CallOutcome]:
-    """Record one usage row for the upstream call made inside the block, success or not."""
-    outcome = CallOutcome(model=model, generation_id=generation_id)
-    started = time.perf_counter()
-    status, error_code = "ok", None
+    """measured_call() whose record is buffered (inserted within about a second)."""
+    outcome = CallOutcome(user_id=user_id, kind=kind, model=model, generation_id=generation_id)
     try:
         yield outcome
-    except UpstreamError as exc:
-        status, error_code = "error", exc.code
-        if exc.latency_ms is not None:
-            outcome.latency_ms = exc.latency_ms
-        raise
-    except (asyncio.CancelledError, GeneratorExit):
-        # The client went away mid-call (or stopped reading a stream): the call still
-        # happened and may cost.
-        status, error_code = "error", "cancelled"
-        raise
-    except Exception:
-        status, error_code = "error", "internal_error"
+    except BaseException as exc:
+        outcome.note_failure(exc)
         raise
     finally:
-        latency = outcome.latency_ms
-        if latency is None:
-            latency = (time.perf_counter() - started) * 1000
-        record_usage(
-            UsageRecord(
-                occurred_at=utcnow(),
-                user_id=user_id if isinstance(user_id, UUID) else None,
-                kind=outcome.kind or kind,
-                model=outcome.model,
-                tokens_in=outcome.tokens_in,
-                tokens_out=outcome.tokens_out,
-                cost=outcome.cost,
-                latency_ms=float(latency),
-                status=status,
-                error_code=error_code,
-                generation_id=outcome.generation_id,
-            )
-        )
+        record_usage(outcome.record())

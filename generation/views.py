@@ -22,6 +22,7 @@ from core.api import json_error
 from core.db import get_database
 from core.errors import ApiError, ValidationFailed
 from core.forms import apply_api_error
+from core.params import page_number
 from generation import conversations, services
 from generation import repository as repo
 from generation.api import file_response, sse_response
@@ -204,8 +205,7 @@ async def history(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
     if kind not in (None, "text", "chat", "image", "video"):
         kind = None
-    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
-    page = max(page, 1)
+    page = page_number(request.GET)
     items, total = await services.list_history(
         current_user(request), kind=kind, page=page, page_size=HISTORY_PAGE_SIZE
     )
@@ -235,9 +235,10 @@ async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -
     )  # fmt: skip
 
 
-async def _chat_target(request: HttpRequest, conversation_id: UUID | None) -> tuple[Any, str]:
-    """(conversation, message) for a chat POST, starting a conversation when needed."""
+async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conversations.Turn:
+    """The admitted turn of a chat POST (a new conversation starts only once admitted)."""
     user = current_user(request)
+    conversation = None
     if conversation_id:
         conversation = await conversations.get_conversation(user, conversation_id)
         form: ChatForm = ChatForm(request.POST)
@@ -248,11 +249,8 @@ async def _chat_target(request: HttpRequest, conversation_id: UUID | None) -> tu
         raise ValidationFailed(
             fields={name: " ".join(map(str, errors)) for name, errors in form.errors.items()}
         )
-    if not conversation_id:
-        conversation = await conversations.start_conversation(
-            user, form.cleaned_data["model"], form.cleaned_data["content"]
-        )
-    return conversation, form.cleaned_data["content"]
+    data = form.cleaned_data
+    return await conversations.open_turn(user, conversation, data.get("model", ""), data["content"])
 
 
 @login_required
@@ -260,15 +258,16 @@ async def _chat_target(request: HttpRequest, conversation_id: UUID | None) -> tu
 async def chat_stream(
     request: HttpRequest, conversation_id: UUID | None = None
 ) -> HttpResponseBase:
-    """The chat page's answer as Server-Sent Events (see generation.api.sse_response)."""
+    """The chat page's answer as Server-Sent Events (see generation.api.sse_response).
+    Whenever a conversation exists, X-Conversation-Id names it, failures included."""
+    turn = None
     try:
-        conversation, content = await _chat_target(request, conversation_id)
-        response = await sse_response(
-            conversations.stream_turn(current_user(request), conversation, content)
-        )
+        turn = await _chat_turn(request, conversation_id)
+        response: HttpResponseBase = await sse_response(conversations.stream_turn(turn))
     except ApiError as exc:
-        return json_error(exc)
-    response["X-Conversation-Id"] = str(conversation.id)
+        response = json_error(exc)
+    if turn is not None:
+        response["X-Conversation-Id"] = str(turn.conversation.id)
     return response
 
 
@@ -276,13 +275,14 @@ async def chat_stream(
 @require_POST
 async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
     """Without JavaScript: answer in one piece, then show the conversation again."""
+    turn = None
     try:
-        conversation, content = await _chat_target(request, conversation_id)
-        await conversations.send_turn(current_user(request), conversation, content)
+        turn = await _chat_turn(request, conversation_id)
+        await conversations.send_turn(turn)
     except ApiError as exc:
         messages.error(request, exc.message)
-        return HttpResponseRedirect(f"/chat/{conversation_id}" if conversation_id else "/chat")
-    return HttpResponseRedirect(f"/chat/{conversation.id}")
+    target = turn.conversation.id if turn else conversation_id
+    return HttpResponseRedirect(f"/chat/{target}" if target else "/chat")
 
 
 @login_required

@@ -14,6 +14,7 @@ from django.test import Client
 from core.db import Database, use_database
 from generation.catalog import clear_cache
 from generation.openrouter import reset_openrouter_client
+from tests.oidc_stub.fixtures import _oidc_server, oidc  # noqa: F401  (shared fixtures)
 from tests.openrouter_stub import StubServer
 
 STUB_KEY = "sk-or-v1-stub-secret-key-never-to-be-shown-0123456789"

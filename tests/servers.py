@@ -1,4 +1,5 @@
-"""Run the real gateway (uvicorn + `aigateway.asgi`) as a subprocess on a loopback port.
+"""Run the real gateway (`python -m aigateway.serve`: uvicorn + `aigateway.asgi`) as a
+subprocess on a loopback port.
 
 Shared by the end-to-end tests, the browser tests and the benchmarks:
 
@@ -91,6 +92,7 @@ def gateway_env(data_dir: Path, overrides: Mapping[str, str] | None = None) -> d
         RATE_LIMIT_USER="off",
         RATE_LIMIT_ANON="off",
         RATE_LIMIT_AUTH="off",
+        RATE_LIMIT_AUTH_FAILURES="off",
     )
     env.update(overrides or {})
     return env
@@ -139,7 +141,7 @@ def _kill_leftovers() -> None:
 
 
 class GatewayServer:
-    """One uvicorn process serving `aigateway.asgi:application` on 127.0.0.1.
+    """One `python -m aigateway.serve` process (uvicorn) on 127.0.0.1.
 
     Start it from a thread that outlives it (normally the main thread): on Linux the server
     is terminated when the starting thread exits.
@@ -154,7 +156,7 @@ class GatewayServer:
         startup_timeout: float = STARTUP_TIMEOUT,
         uvicorn_args: Iterable[str] = (),
     ) -> None:
-        """`uvicorn_args` are appended to the uvicorn command line (e.g. `--backlog 4096`)."""
+        """`uvicorn_args` are appended to `python -m aigateway.serve` (e.g. `--backlog 4096`)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.env = gateway_env(self.data_dir, env)
@@ -191,16 +193,15 @@ class GatewayServer:
         if self.running:
             raise ServerError(f"The gateway is already running (pid {self.pid}).")
         self.starts += 1
+        # The documented start command: uvicorn configured from the settings.
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
-            "aigateway.asgi:application",
+            "aigateway.serve",
             "--host",
             self.host,
             "--port",
             str(self.port),
-            "--no-access-log",
             *self.uvicorn_args,
         ]
         with self.log_path.open("ab") as log:

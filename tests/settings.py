@@ -10,4 +10,9 @@ from aigateway.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # tests only: speed
 
 # The suite sends thousands of requests from one address; the rate-limit tests set their own.
-RATE_LIMITS = {"user": "100000/min", "anon": "100000/min", "auth": "100000/min"}
+RATE_LIMITS = {
+    "user": "100000/min",
+    "anon": "100000/min",
+    "auth": "100000/min",
+    "auth_failures": "100000/min",
+}

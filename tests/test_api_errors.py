@@ -69,3 +69,107 @@ def test_healthz_and_readyz_answer_without_auth(anon):
     ready = anon.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["schema_version"] >= 1
+
+
+# -- hostile JSON -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [101, 1_000, 100_000])
+@pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/register"])
+def test_deeply_nested_json_is_a_400_at_any_depth(anon, caplog, path, depth):
+    body = "[" * depth + "]" * depth
+    response = anon.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+    assert "Traceback" not in caplog.text
+
+
+def test_deeply_nested_json_inside_an_object_is_a_400(admin, alice):
+    role = "[" * 900 + "]" * 900
+    response = admin.client.put(
+        f"/api/users/{alice.id}/role",
+        data='{"role": ' + role + "}",
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {admin.access}"},
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+
+
+def test_deeply_nested_json_reaches_neither_the_fast_path_nor_the_serializer(alice):
+    chat = '{"model": "a/b", "stream": ' + "[" * 5000 + "]" * 5000 + ', "messages": []}'
+    response = alice.client.post(
+        "/api/ai/chat", data=chat, content_type="application/json",
+        headers={"Authorization": f"Bearer {alice.access}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_json"
+
+
+def test_json_nested_as_deep_as_a_client_could_need_is_still_json(anon):
+    email = "[" * 99 + '"a@example.com"' + "]" * 99
+    response = anon.post(
+        "/api/auth/login", data='{"email": ' + email + ', "password": "x"}',
+        content_type="application/json",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "validation_error"
+
+
+def test_nan_and_infinity_are_not_json(anon):
+    response = anon.post(
+        "/api/auth/login", data='{"email": NaN, "password": Infinity}',
+        content_type="application/json",
+    )  # fmt: skip
+    assert error_code(response) == "malformed_json"
+
+
+def test_load_json_refuses_depth_without_recursion():
+    from core.parsers import MAX_JSON_DEPTH, load_json
+
+    assert load_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
+    for depth in (MAX_JSON_DEPTH + 1, 10_000):
+        with pytest.raises(ValueError):
+            load_json("[" * depth + "]" * depth)
+    with pytest.raises(ValueError):
+        load_json('{"a": ' * 200 + "1" + "}" * 200)
+
+
+# -- hostile multipart --------------------------------------------------------------------
+
+LONG_FILENAME = (
+    b'--XX\r\nContent-Disposition: form-data; name="image"; filename="'
+    + b"a" * 5000
+    + b'.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n--XX--\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--XX\r\n\r\n--XX--\r\n"),  # no boundary
+        ("multipart/form-data; boundary=", b"--\r\n"),  # an empty one
+        ("multipart/form-data; boundary=XX", LONG_FILENAME),
+    ],
+)
+def test_a_broken_multipart_body_says_so_in_its_own_code(alice, content_type, body):
+    response = alice.client.post(
+        "/api/generate/video/from-image", data=body, content_type=content_type,
+        headers={"Authorization": f"Bearer {alice.access}"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert error_code(response) == "malformed_multipart"
+    assert "JSON" not in response.json()["error"]["message"]
+    assert "multipart" in response.json()["error"]["message"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("declared", ["²", "9" * 5000, "-1", "1e3"])
+async def test_a_nonsense_content_length_is_a_413_before_django(database, declared):
+    from tests.test_hosts import asgi_request
+
+    status, _, body = await asgi_request(
+        "/api/auth/login", method="POST", headers={"content-length": declared}, body=b"{}"
+    )
+    assert status == 413
+    assert b"payload_too_large" in body

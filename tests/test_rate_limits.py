@@ -20,8 +20,10 @@ LIMIT = 3
 def limits(settings):
     """Small limits, fresh counters; the personas are made before this fixture runs."""
 
-    def set_limits(user=None, anon=None, auth=None):
-        settings.RATE_LIMITS = {"user": user, "anon": anon, "auth": auth}
+    def set_limits(user=None, anon=None, auth=None, auth_failures=None):
+        settings.RATE_LIMITS = {
+            "user": user, "anon": anon, "auth": auth, "auth_failures": auth_failures
+        }  # fmt: skip
         cache.clear()
 
     yield set_limits
@@ -151,6 +153,63 @@ def test_pages_share_the_auth_limit_through_page_retry_after(alice, limits):
     assert page_retry_after(RequestFactory().post("/login", REMOTE_ADDR="10.0.0.9")) is None
 
 
+# -- failed authentication ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bogus", ["not-a-jwt", "agw_deadbeef_" + "x" * 43, "eyJhbGciOi.x.y"])
+def test_failed_authentications_are_counted_per_ip_and_end_in_429(limits, bogus):
+    limits(auth_failures=f"{LIMIT}/min")
+    for _ in range(LIMIT):
+        assert ApiClient(bogus).call("GET", "/api/users/me").status_code == 401
+    assert_rate_limited(ApiClient(bogus).call("GET", "/api/users/me"))
+    assert_rate_limited(ApiClient("another-guess").call("GET", "/api/auth/keys"))
+    elsewhere = ApiClient(bogus, REMOTE_ADDR="10.7.7.7")
+    assert elsewhere.call("GET", "/api/users/me").status_code == 401
+
+
+def test_a_malformed_authorization_header_counts_as_a_failure(limits):
+    limits(auth_failures=f"{LIMIT}/min")
+    for _ in range(LIMIT):
+        response = ApiClient().call("GET", "/api/users/me", headers={"Authorization": "Basic x"})
+        assert response.status_code == 401
+    assert_rate_limited(
+        ApiClient().call("GET", "/api/users/me", headers={"Authorization": "Basic x"})
+    )
+
+
+def test_while_an_ip_is_blocked_no_credential_from_it_is_checked(alice, limits):
+    limits(auth_failures=f"{LIMIT}/min")
+    for _ in range(LIMIT):
+        ApiClient("guess").call("GET", "/api/users/me")
+    # Otherwise a guess that happened to be right would still get through.
+    assert_rate_limited(alice.client.call("GET", "/api/users/me"))
+    assert (
+        ApiClient(alice.access, REMOTE_ADDR="10.7.7.8").call("GET", "/api/users/me").status_code
+        == 200
+    )
+
+
+def test_successful_authentications_are_not_failures(alice, limits):
+    limits(auth_failures=f"{LIMIT}/min")
+    for _ in range(LIMIT * 3):
+        assert alice.client.call("GET", "/api/users/me").status_code == 200
+
+
+def test_a_revoked_token_is_a_failure_too(alice, limits):
+    limits(auth_failures=f"{LIMIT}/min")
+    ApiClient().call("POST", "/api/auth/logout", {"refresh_token": alice.refresh})
+    for _ in range(LIMIT):
+        assert alice.client.call("GET", "/api/users/me").status_code == 401
+    assert_rate_limited(alice.client.call("GET", "/api/users/me"))
+
+
+def test_public_views_ignore_stray_credentials_and_do_not_count_them(alice, limits):
+    limits(auth_failures=f"{LIMIT}/min")
+    for _ in range(LIMIT * 2):
+        response = ApiClient("bogus").call("POST", "/api/auth/logout", {"refresh_token": "x"})
+        assert response.status_code == 204
+
+
 # -- configuration ------------------------------------------------------------------------
 
 
@@ -158,13 +217,16 @@ def test_rate_limits_come_from_the_environment():
     env = {
         **os.environ, "SECRET_KEY": "k" * 50, "RATE_LIMIT_USER": "50/hour",
         "RATE_LIMIT_ANON": "off", "RATE_LIMIT_AUTH": "5 / Min",
+        "RATE_LIMIT_AUTH_FAILURES": "7/hour",
     }  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-c", "import aigateway.settings as s; print(s.RATE_LIMITS)"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "{'user': '50/hour', 'anon': None, 'auth': '5/min'}"
+    assert result.stdout.strip() == (
+        "{'user': '50/hour', 'anon': None, 'auth': '5/min', 'auth_failures': '7/hour'}"
+    )
 
 
 @pytest.mark.parametrize("value", ["10", "ten/min", "10/fortnight", "-1/min"])

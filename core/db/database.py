@@ -290,11 +290,17 @@ class Database:
         self._queue.put(_WriteJob(fn, args, kwargs, future, batched))
         return future
 
-    async def awrite_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> T:
-        """Queue one item for fn(tx, items) -> one result per item. Items queued back to
-        back with the same fn are handed to a single call, so a burst of identical writes
-        costs a few set-based statements instead of a few per item."""
-        return await asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
+    def awrite_batched(
+        self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I
+    ) -> asyncio.Future[T]:
+        """Queue one item for fn(tx, items) -> one result per item, now; await the result.
+
+        Items queued back to back with the same fn are handed to a single call, so a burst
+        of identical writes costs a few set-based statements instead of a few per item. The
+        item is queued when this is called, not when it is awaited, so a write can run while
+        the caller does something else (an upstream call) and be awaited afterwards.
+        """
+        return asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
 
     def write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run fn(tx, ...) in a transaction on the writer thread and wait for it.

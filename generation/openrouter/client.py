@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
-import json
 import logging
 import random
 import re
@@ -24,6 +23,9 @@ from typing import Any
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
+
+from core.params import ascii_whole_number
+from core.parsers import load_json
 
 from .errors import (
     TRANSPORT_ERRORS,
@@ -80,7 +82,7 @@ class _Answer:
 
     def json_object(self) -> dict[str, Any]:
         try:
-            body = json.loads(self.content)
+            body = load_json(self.content)
         except (ValueError, UnicodeDecodeError):
             body = None
         if not isinstance(body, dict):
@@ -101,7 +103,7 @@ class _ChatStream:
 
     def absorb(self, data: str) -> ContentDelta | None:
         try:
-            chunk = json.loads(data)
+            chunk = load_json(data)
         except ValueError:
             chunk = None
         if not isinstance(chunk, dict):
@@ -571,9 +573,9 @@ async def _event_data(response: httpx.Response) -> AsyncGenerator[str, None]:
 
 
 async def _read_body(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+    declared = ascii_whole_number(response.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
+        raise too_large(limit)  # the size counted below holds an undeclared body to it too
     chunks: list[bytes] = []
     size = 0
     failure: OpenRouterError | None = None

@@ -8,7 +8,6 @@ the API key) ends up chained to the error.
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ import aiohttp
 import httpx
 
 from core.errors import UpstreamError
+from core.parsers import load_json
 
 #: Retry-After a client sees when OpenRouter's 429 carried none (SPEC: default 5 s).
 DEFAULT_RETRY_AFTER = 5
@@ -250,7 +250,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def _error_object(body: bytes) -> dict[str, Any]:
     try:
-        parsed = json.loads(body)
+        parsed = load_json(body)
     except (ValueError, UnicodeDecodeError):
         return {}
     error = parsed.get("error") if isinstance(parsed, dict) else None

@@ -99,6 +99,57 @@ def test_changing_password_revokes_every_session(alice):
     assert login(ApiClient(), alice.email, NEW_PASSWORD).status_code == 200
 
 
+def new_key(persona) -> str:
+    return persona.client.call("POST", "/api/auth/keys", {"name": "script"}).json()["key"]
+
+
+def test_changing_password_revokes_api_keys_by_default(alice, database):
+    key = new_key(alice)
+    response = alice.client.call(
+        "PUT", "/api/users/me", {"password": NEW_PASSWORD, "current_password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 401
+    actions = database.read(
+        lambda con: con.execute(
+            "SELECT action, detail FROM audit_log WHERE action = 'api_key.revoked'"
+        ).fetchall()
+    )
+    assert len(actions) == 1 and '"reason": "password_changed"' in actions[0][1]
+
+
+def test_changing_password_may_keep_api_keys_when_asked(alice):
+    key = new_key(alice)
+    response = alice.client.call(
+        "PUT", "/api/users/me",
+        {"password": NEW_PASSWORD, "current_password": PASSWORD, "revoke_api_keys": False},
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 200
+
+
+def test_changing_only_the_email_keeps_api_keys(alice):
+    key = new_key(alice)
+    response = alice.client.call(
+        "PUT", "/api/users/me", {"email": "alice2@example.com", "current_password": PASSWORD}
+    )
+    assert response.status_code == 200
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["false", 0, None, []])
+def test_revoke_api_keys_must_be_a_json_boolean(alice, value):
+    key = new_key(alice)
+    response = alice.client.call(
+        "PUT", "/api/users/me",
+        {"password": NEW_PASSWORD, "current_password": PASSWORD, "revoke_api_keys": value},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert "revoke_api_keys" in response.json()["error"]["fields"]
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 200
+    assert login(ApiClient(), alice.email, PASSWORD).status_code == 200
+
+
 def test_a_weak_new_password_is_refused_and_nothing_changes(alice):
     response = alice.client.call(
         "PUT", "/api/users/me", {"password": "123", "current_password": PASSWORD}
@@ -243,6 +294,22 @@ def test_disabling_a_user_locks_them_out_at_once(admin, alice):
     assert refresh(ApiClient(), alice.refresh).status_code == 401
     admin.client.call("PUT", f"/api/users/{alice.id}/active", {"is_active": True})
     assert login(ApiClient(), alice.email).status_code == 200
+
+
+def test_enabling_a_user_again_does_not_bring_back_their_api_keys(admin, alice, database):
+    key = new_key(alice)
+    admin.client.call("PUT", f"/api/users/{alice.id}/active", {"is_active": False})
+    admin.client.call("PUT", f"/api/users/{alice.id}/active", {"is_active": True})
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 401
+    fresh = login(ApiClient(), alice.email).json()["access_token"]
+    assert ApiClient(fresh).call("GET", "/api/auth/keys").json()["items"] == []
+    revoked = database.read(
+        lambda con: con.execute(
+            "SELECT actor_email, detail FROM audit_log WHERE action = 'api_key.revoked'"
+        ).fetchall()
+    )
+    assert len(revoked) == 1 and revoked[0][0] == admin.email
+    assert '"reason": "account_disabled"' in revoked[0][1]
 
 
 def test_active_flag_must_be_a_json_boolean(admin, alice):

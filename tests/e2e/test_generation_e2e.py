@@ -573,8 +573,8 @@ def test_upstream_failures_map_to_the_specs_statuses(
 
 def test_unknown_or_unsuitable_models_are_4xx(alice: Api, stub: StubServer) -> None:
     text = alice.post("/api/generate/text", {"model": "nope/nothing", "prompt": "hi"})
-    error = assert_error(text, 400, "upstream_rejected")
-    assert "not a valid model" in error["message"]
+    error = assert_error(text, 400, "unknown_model")
+    assert "nope/nothing" in error["message"]
     assert_error(alice.post("/api/generate/image", {"model": "nope/x", "prompt": "x"}), 400)
     assert_error(
         alice.post("/api/generate/image", {"model": CHAT_MODEL, "prompt": "x"}),
@@ -583,6 +583,7 @@ def test_unknown_or_unsuitable_models_are_4xx(alice: Api, stub: StubServer) -> N
     )
     assert_error(alice.post("/api/generate/video", {"model": CHAT_MODEL, "prompt": "x"}), 400)
     assert stub.requests("/api/v1/images") == [] and stub.requests("/api/v1/videos") == []
+    assert stub.requests("/api/v1/chat/completions") == []  # refused before any upstream call
 
 
 def test_an_upstream_timeout_is_a_504(
@@ -868,3 +869,88 @@ def test_no_response_and_no_log_line_ever_contains_the_api_key(
             assert needle not in text, f"the API key appears in {where}"
     # Every response was looked at (headers and body), plus streams and logs.
     assert scanned >= 2 * len(capture.responses) >= 4
+
+
+# -- durability: what is acknowledged survives kill -9; what is cut off is booked -------------
+
+
+def rows_after_kill(server: GatewayServer, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """With the server killed (nothing flushed, nothing closed), read its DuckDB file."""
+    assert not server.running
+    con = duckdb.connect(str(server.db_path), read_only=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def test_acknowledged_answers_and_their_usage_survive_a_hard_kill(
+    alice: Api, ai_gateway: GatewayServer, stub: StubServer
+) -> None:
+    answers = []
+    for index in range(3):
+        response = alice.post(
+            "/api/generate/text", {"model": CHAT_MODEL, "prompt": f"durable {index}"}
+        )
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    streamed = alice.stream_chat("durable stream")
+    done = streamed.events[-1]
+    assert done[0] == "done", streamed.events
+    ids = [answer["id"] for answer in answers] + [done[1]["id"]]
+    ai_gateway.kill()  # SIGKILL right after the answers: their rows must already be committed
+    try:
+        usage = rows_after_kill(
+            ai_gateway,
+            "SELECT CAST(generation_id AS VARCHAR), status, cost FROM usage_records"
+            " WHERE list_contains(?::VARCHAR[], CAST(generation_id AS VARCHAR))",
+            [ids],
+        )
+    finally:
+        ai_gateway.start()
+    costs = {answer["id"]: answer["usage"]["cost"] for answer in answers}
+    costs[done[1]["id"]] = done[1]["usage"]["cost"]
+    assert sorted(usage) == sorted((gid, "ok", cost) for gid, cost in costs.items())
+    for generation_id, cost in costs.items():
+        stored = alice.get(f"/api/generations/{generation_id}")
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["status"] == "completed"
+        assert stored.json()["usage"]["cost"] == cost
+
+
+def test_a_call_cut_off_by_a_hard_kill_is_booked_as_interrupted_on_restart(
+    alice: Api, ai_gateway: GatewayServer, stub: StubServer
+) -> None:
+    stub.add_fault(path="/api/v1/chat/completions", delay=30)
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            with ai_gateway.client(timeout=60) as http:
+                http.post(
+                    "/api/generate/text",
+                    json={"model": CHAT_MODEL, "prompt": "never answered"},
+                    headers=bearer(alice.user.access) if alice.user else {},
+                )
+        except httpx.HTTPError as exc:  # the server dies under it
+            errors.append(exc)
+
+    caller = threading.Thread(target=ask, daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 10
+    pending: list[dict[str, Any]] = []
+    while not pending and time.monotonic() < deadline:
+        items = alice.get("/api/generations?kind=text").json()["items"]
+        pending = [item for item in items if item["status"] == "pending"]
+        time.sleep(0.05)
+    assert pending, "the call's pending row never appeared"
+    ai_gateway.kill()
+    caller.join(timeout=10)
+    ai_gateway.start()
+    stub.clear_faults()
+
+    booked = alice.get(f"/api/generations/{pending[0]['id']}").json()
+    assert booked["status"] == "interrupted"
+    assert booked["error"]["code"] == "interrupted"
+    usage = read_usage_rows(ai_gateway, "CAST(generation_id AS VARCHAR) = ?", [booked["id"]])
+    assert [(row["status"], row["error_code"]) for row in usage] == [("error", "interrupted")]

@@ -255,6 +255,30 @@ async def test_list_models_without_data_array_is_a_bad_answer() -> None:
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("status", [200, 500])
+async def test_an_answer_nested_too_deeply_is_a_bad_answer_not_a_crash(status: int) -> None:
+    deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    fake = FakeOpenRouter(reply(status, deep))
+    with pytest.raises(OpenRouterError) as caught:
+        await client_for(fake, max_retries=0).list_models()
+    assert caught.value.status == 502
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("declared", ["²", "9" * 5000, "-1"])
+async def test_a_nonsense_content_length_from_upstream_is_not_a_crash(declared: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.dumps({"data": MODELS["data"][:1]}).encode()
+        return httpx.Response(
+            200, content=body, headers=[(b"content-length", declared.encode("latin-1"))]
+        )
+
+    fake = FakeOpenRouter(answer, reply(200, {"data": []}))
+    models = await client_for(fake, max_retries=0).list_models()
+    assert [m.id for m in models] == ["openai/gpt-4o"]
+
+
 # --- retries -----------------------------------------------------------------------------
 
 

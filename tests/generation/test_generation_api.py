@@ -34,7 +34,7 @@ def usage_rows(database):
     return database.read(
         lambda con: con.execute(
             "SELECT kind, model, tokens_in, tokens_out, cost, status, error_code, user_id"
-            " FROM usage_records ORDER BY id"
+            " FROM usage_records ORDER BY occurred_at, id"
         ).fetchall()
     )
 
@@ -111,16 +111,18 @@ def test_chat_is_multi_turn(alice, stub):
     assert sent["messages"] == messages and sent["temperature"] == 0.2
 
 
-async def stream_chat(persona, content: str):
+async def stream_chat(persona, content: str, *, stream: bool = True, accept: str | None = None):
     """Streaming responses are async iterators: they need Django's AsyncClient."""
     from django.test import AsyncClient
 
     body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": content}],
-            "stream": True}  # fmt: skip
+            "stream": stream}  # fmt: skip
+    headers = {"Authorization": f"Bearer {persona.access}"}
+    if accept is not None:
+        headers["Accept"] = accept
     return await AsyncClient().post(
-        "/api/ai/chat", body, content_type="application/json",
-        headers={"Authorization": f"Bearer {persona.access}"},
-    )  # fmt: skip
+        "/api/ai/chat", body, content_type="application/json", headers=headers
+    )
 
 
 async def read_sse(response) -> list[tuple[str, dict]]:
@@ -146,6 +148,44 @@ async def test_chat_streams_server_sent_events_token_by_token(alice, stub, datab
     assert events[-1][1]["usage"]["cost"] > 0
     row = usage_rows(database)[-1]
     assert row[0] == "chat" and row[5] == "ok" and row[4] > 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "accept",
+    ["text/event-stream", "*/*", "text/*", "text/event-stream, application/json;q=0.5",
+     "application/json", "text/event-stream; charset=utf-8"],
+)  # fmt: skip
+async def test_sse_clients_that_say_what_they_accept_can_stream(alice, stub, accept):
+    response = await stream_chat(alice, "stream me", accept=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "text/event-stream"
+    assert (await read_sse(response))[-1][0] == "done"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("accept", ["application/json", "*/*", "text/event-stream"])
+async def test_a_chat_without_stream_answers_json_whatever_the_client_accepts(alice, stub, accept):
+    response = await stream_chat(alice, "one piece", stream=False, accept=accept)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["message"]["role"] == "assistant"
+
+
+@pytest.mark.anyio
+async def test_a_refused_stream_is_a_json_error_even_to_an_sse_client(alice, stub):
+    response = await stream_chat(alice, "", accept="text/event-stream")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert error_code(response) == "validation_error"
+
+
+def test_endpoints_that_never_stream_still_refuse_an_event_stream_only_client(alice):
+    response = alice.client.call("GET", "/api/users/me", headers={"Accept": "text/event-stream"})
+    assert response.status_code == 406
+    assert error_code(response) == "not_acceptable"
+    page = alice.client.call("POST", "/api/ai/chat", {}, headers={"Accept": "text/html"})
+    assert page.status_code == 406
 
 
 @pytest.mark.anyio
@@ -205,14 +245,6 @@ def test_an_upstream_timeout_is_a_504(alice, stub, settings, database):
     )
     assert response.status_code == 504
     assert error_code(response) == "upstream_timeout"
-
-
-def test_an_unknown_model_is_a_4xx_with_upstreams_reason(alice, stub):
-    response = alice.client.call(
-        "POST", "/api/generate/text", {"model": "nope/nothing", "prompt": "hi"}
-    )
-    assert response.status_code == 400
-    assert "not a valid model" in response.json()["error"]["message"]
 
 
 def test_without_an_api_key_generation_answers_503_and_says_what_to_set(alice, stub, settings):

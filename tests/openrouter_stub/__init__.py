@@ -18,6 +18,14 @@ or inside a test::
 
 from .app import StubApp, create_app
 from .server import StubServer
-from .state import FaultRule, StubState
+from .state import FaultRule, Generation, StubState, VideoJob
 
-__all__ = ["FaultRule", "StubApp", "StubServer", "StubState", "create_app"]
+__all__ = [
+    "FaultRule",
+    "Generation",
+    "StubApp",
+    "StubServer",
+    "StubState",
+    "VideoJob",
+    "create_app",
+]

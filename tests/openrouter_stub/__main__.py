@@ -32,6 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--token-delay", type=float, default=0.0, help="seconds between streamed tokens"
     )
+    parser.add_argument(
+        "--require-user",
+        action="store_true",
+        help="refuse generation requests that carry no `user` field",
+    )
     return parser.parse_args(argv)
 
 
@@ -42,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         video_seconds=args.video_seconds,
         latency=args.latency,
         token_delay=args.token_delay,
+        require_user=args.require_user,
     )
     print(f"OpenRouter stub on http://{args.host}:{args.port}/api/v1", flush=True)
     uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import chat, control, images, listings, videos
+from . import accounting, chat, control, embeddings, images, listings, videos
 from .asgi import (
     ApiError,
     DropConnection,
@@ -39,6 +39,7 @@ class Route:
     handler: Handler
     public: bool = False  # reachable without a bearer key (reference §1: model listings)
     control: bool = False  # /_stub/: no auth, not logged, never faulted
+    generation: bool = False  # its `user` field is noted (reference §8), faulted or not
 
 
 ROUTES: tuple[Route, ...] = (
@@ -46,11 +47,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/model/{model_id:path}", listings.get_model, public=True),
     Route("GET", "/api/v1/videos/models", listings.list_video_models, public=True),
     Route("GET", "/api/v1/images/models", listings.list_image_models, public=True),
+    Route("GET", "/api/v1/embeddings/models", listings.list_embedding_models, public=True),
     Route("GET", "/api/v1/key", listings.get_key),
     Route("GET", "/api/v1/credits", listings.get_credits),
-    Route("POST", "/api/v1/chat/completions", chat.chat_completions),
-    Route("POST", "/api/v1/images", images.create_images),
-    Route("POST", "/api/v1/videos", videos.create_video),
+    Route("GET", "/api/v1/generation", accounting.get_generation),
+    Route("POST", "/api/v1/chat/completions", chat.chat_completions, generation=True),
+    Route("POST", "/api/v1/embeddings", embeddings.create_embeddings, generation=True),
+    Route("POST", "/api/v1/images", images.create_images, generation=True),
+    Route("POST", "/api/v1/videos", videos.create_video, generation=True),
     Route("GET", "/api/v1/videos/{job_id}", videos.get_video),
     Route("GET", "/api/v1/videos/{job_id}/content", videos.get_video_content),
     Route("GET", "/_stub/health", control.health, control=True),
@@ -59,6 +63,12 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/_stub/faults", control.clear_faults, control=True),
     Route("POST", "/_stub/config", control.update_config, control=True),
     Route("GET", "/_stub/requests", control.get_requests, control=True),
+    Route("GET", "/_stub/users", control.get_users, control=True),
+    Route("GET", "/_stub/generations", control.get_generations, control=True),
+    Route("GET", "/_stub/generations/{generation_id}", control.get_generation, control=True),
+    Route("GET", "/_stub/videos", control.get_video_jobs, control=True),
+    Route("GET", "/_stub/videos/{job_id}", control.get_video_job, control=True),
+    Route("POST", "/_stub/videos/{job_id}/forget", control.forget_video_job, control=True),
     Route("POST", "/_stub/reset", control.reset, control=True),
 )
 
@@ -155,6 +165,7 @@ class StubApp:
     async def dispatch(self, request: Request) -> Response | StreamResponse:
         route, params, path_known = ROUTER.match(request.method, request.path)
         if route is not None and route.control:
+            request.path_params = params
             return await route.handler(request, self.state, None)
         present, valid = _auth_state(request, self._api_key)
         self._log(request, present, valid)
@@ -162,6 +173,10 @@ class StubApp:
             raise ApiError(405 if path_known else 404, None if path_known else "Not Found")
         if not route.public and not valid:
             raise _unauthorized(present)
+        if route.generation:
+            body = request.json_or_none()
+            if isinstance(body, dict):
+                self.state.note_user(request.path, body.get("model"), body.get("user"))
         request.path_params = params
         fault = await self._apply_fault(request)
         return await route.handler(request, self.state, fault)
@@ -219,9 +234,14 @@ def create_app(
     video_seconds: float = 3.0,
     latency: float = 0.0,
     token_delay: float = 0.0,
+    require_user: bool = False,
 ) -> StubApp:
     """A fresh stub with its own state."""
     state = StubState(
-        api_key=api_key, video_seconds=video_seconds, latency=latency, token_delay=token_delay
+        api_key=api_key,
+        video_seconds=video_seconds,
+        latency=latency,
+        token_delay=token_delay,
+        require_user=require_user,
     )
     return StubApp(state)

@@ -88,12 +88,17 @@ class Response:
 
 @dataclass(slots=True)
 class StreamResponse:
-    """A response whose body is produced piece by piece (SSE)."""
+    """A response whose body is produced piece by piece (SSE).
+
+    `on_disconnect(chunks_sent)` is called, and producing stops at once, when the client
+    hangs up before the last chunk.
+    """
 
     chunks: AsyncIterator[bytes]
     status: int = 200
     content_type: bytes = SSE_TYPE
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    on_disconnect: Callable[[int], None] | None = None
 
 
 class DropConnection(Exception):
@@ -198,19 +203,51 @@ async def send_response(send: Send, response: Response) -> None:
 
 
 async def send_stream(send: Send, receive: Receive, response: StreamResponse) -> None:
+    """Send chunks as they are produced while watching for the client hanging up.
+
+    uvicorn's `send` silently drops writes once the client is gone, so the producer is
+    raced against `receive()` reporting `http.disconnect`: a hang-up cancels production.
+    """
     headers = [
         (b"content-type", response.content_type),
         (b"cache-control", b"no-cache"),
         *response.headers,
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    try:
+    sent = 0
+
+    async def produce() -> None:
+        nonlocal sent
         async for chunk in response.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except DropConnection:
+            sent += 1
+
+    producer = asyncio.ensure_future(produce())
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not producer.done():
+            producer.cancel()
+        watcher.cancel()
+        await asyncio.gather(producer, watcher, return_exceptions=True)
+        closer = getattr(response.chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+    if producer.cancelled():
+        if response.on_disconnect is not None:
+            response.on_disconnect(sent)
+        return
+    if isinstance(producer.exception(), DropConnection):
         await drop_connection(receive)
         return
+    producer.result()
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def drop_connection(receive: Receive) -> None:

@@ -1,4 +1,5 @@
-"""The stub's model catalogue: realistic entries shaped like OpenRouter's (reference §2, §4, §5).
+"""The stub's model catalogue: realistic entries shaped like OpenRouter's (reference §2, §4, §5,
+§8), and the one place that turns their prices into the `usage.cost` the stub reports.
 
 Ids, modalities, durations and price strings follow captured OpenRouter responses where the
 reference has them; the remaining numbers are plausible, not authoritative.
@@ -40,10 +41,12 @@ class ModelSpec:
     prompt_price: Decimal
     completion_price: Decimal
     request_price: Decimal
+    image_input_price: Decimal
     image_output_price: Decimal
     image_tokens: int
     video: dict[str, Any] | None = None
     image_api: dict[str, Any] | None = None
+    embedding: dict[str, Any] | None = None  # {"dimensions": native size, "shortenable": bool}
 
     @property
     def output_modalities(self) -> list[str]:
@@ -57,6 +60,30 @@ class ModelSpec:
     @property
     def outputs_image(self) -> bool:
         return "image" in self.output_modalities
+
+    def token_cost(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        image_tokens: int = 0,
+        input_images: int = 0,
+    ) -> tuple[Decimal, Decimal]:
+        """(prompt cost, completion cost) in USD for one call, from the listed `pricing`.
+
+        prompt = prompt_tokens x prompt + input_images x image + request;
+        completion = (completion_tokens - image_tokens) x completion + image_tokens x
+        image_output. `image_tokens` are the part of `completion_tokens` that are pictures.
+        """
+        prompt_cost = (
+            prompt_tokens * self.prompt_price
+            + input_images * self.image_input_price
+            + self.request_price
+        )
+        completion_cost = (
+            completion_tokens - image_tokens
+        ) * self.completion_price + image_tokens * self.image_output_price
+        return prompt_cost, completion_cost
 
 
 def _model(
@@ -79,6 +106,7 @@ def _model(
     image_tokens: int = 0,
     video: dict[str, Any] | None = None,
     image_api: dict[str, Any] | None = None,
+    embedding: dict[str, Any] | None = None,
 ) -> ModelSpec:
     """Build a reference §2 `Model` object and its stub-side spec."""
     modality = "+".join(inputs) + "->" + "+".join(outputs)
@@ -140,10 +168,12 @@ def _model(
         prompt_price=Decimal(pricing.get("prompt", "0")),
         completion_price=Decimal(pricing.get("completion", "0")),
         request_price=Decimal(pricing.get("request", "0")),
+        image_input_price=Decimal(pricing.get("image", "0")),
         image_output_price=Decimal(pricing.get("image_output", "0")),
         image_tokens=image_tokens,
         video=video,
         image_api=image_api,
+        embedding=embedding,
     )
 
 
@@ -443,6 +473,39 @@ MODELS: tuple[ModelSpec, ...] = (
             "allowed_passthrough_parameters": ["negative_prompt", "cfg_scale"],
         },
     ),
+    # -- embeddings (POST /embeddings; reference §8) ----------------------------------------
+    _model(
+        "openai/text-embedding-3-small",
+        name="OpenAI: Text Embedding 3 Small",
+        provider="OpenAI",
+        created=1705953600,
+        description="Synthetic stub entry. OpenAI's small third-generation embedding model.",
+        context_length=8192,
+        inputs=["text"],
+        outputs=["embeddings"],
+        tokenizer="GPT",
+        pricing={"prompt": "0.00000002", "completion": "0", "request": "0", "image": "0"},
+        max_completion_tokens=None,
+        is_moderated=False,
+        supported_parameters=["dimensions", "encoding_format"],
+        embedding={"dimensions": 1536, "shortenable": True},
+    ),
+    _model(
+        "mistralai/mistral-embed-2312",
+        name="Mistral: Mistral Embed 2312",
+        provider="Mistral",
+        created=1702425600,
+        description="Synthetic stub entry. Mistral's 1024-dimension text embedding model.",
+        context_length=8192,
+        inputs=["text"],
+        outputs=["embeddings"],
+        tokenizer="Mistral",
+        pricing={"prompt": "0.0000001", "completion": "0", "request": "0", "image": "0"},
+        max_completion_tokens=None,
+        is_moderated=False,
+        supported_parameters=["encoding_format"],
+        embedding={"dimensions": 1024, "shortenable": False},
+    ),
 )
 
 MODELS_BY_ID: dict[str, ModelSpec] = {model.id: model for model in MODELS}
@@ -450,6 +513,52 @@ DEFAULT_CHAT_MODEL = "openai/gpt-4o-mini"
 KNOWN_OUTPUT_MODALITIES = frozenset(
     {"text", "image", "audio", "embeddings", "video", "rerank", "speech", "transcription"}
 )
+
+
+# `size` (WxH) -> the resolution name its shorter side stands for, for SKU lookup.
+RESOLUTION_BY_SHORT_SIDE = {
+    480: "480p",
+    720: "720p",
+    768: "768p",
+    1024: "1024p",
+    1080: "1080p",
+    2160: "4k",
+}
+
+
+def video_resolution(resolution: Any, size: Any) -> str | None:
+    """The resolution a video request asked for, from `resolution` or from `size`."""
+    if isinstance(resolution, str) and resolution:
+        return resolution.lower()
+    if isinstance(size, str) and "x" in size:
+        width, _, height = size.partition("x")
+        if width.isdigit() and height.isdigit():
+            return RESOLUTION_BY_SHORT_SIDE.get(min(int(width), int(height)))
+    return None
+
+
+def video_price_per_second(video: dict[str, Any], resolution: str | None, audio: bool) -> Decimal:
+    """The most specific `pricing_skus` entry for a job (reference §5; USD per second).
+
+    Tried in order: `duration_seconds_{with|without}_audio_{res}`, `duration_seconds_{res}`,
+    `duration_seconds_{with|without}_audio`, `duration_seconds`; a job that names no
+    resolution and matches none of those is priced at the model's first resolution.
+    """
+    skus: dict[str, str] = video["pricing_skus"]
+    audio_key = "with_audio" if audio else "without_audio"
+
+    def keys(res: str | None) -> list[str]:
+        specific = [f"duration_seconds_{audio_key}_{res}", f"duration_seconds_{res}"] if res else []
+        return [*specific, f"duration_seconds_{audio_key}", "duration_seconds"]
+
+    candidates = keys(resolution)
+    if resolution is None:
+        default = video["supported_resolutions"][0].lower()
+        candidates += [f"duration_seconds_{audio_key}_{default}", f"duration_seconds_{default}"]
+    for key in candidates:
+        if key in skus:
+            return Decimal(skus[key])
+    raise LookupError(f"{video['id']} has no price for {resolution or 'default'} resolution")
 
 
 def parse_output_modalities(raw: str | None) -> frozenset[str] | None:
@@ -485,6 +594,12 @@ def models_list_body(modalities: frozenset[str] | None) -> bytes:
 def video_models_body() -> bytes:
     """Precomputed `GET /videos/models` body (reference §5)."""
     return dumps({"data": [model.video for model in MODELS if model.video is not None]})
+
+
+@cache
+def embedding_models_body() -> bytes:
+    """Precomputed `GET /embeddings/models` body (reference §8): `Model` objects."""
+    return dumps({"data": filter_models(frozenset({"embeddings"}))})
 
 
 @cache

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .accounting import end_user, new_generation_id, record_generation, usage_json
 from .asgi import ApiError, Request, Response, json_response
 from .catalog import MODELS_BY_ID, ModelSpec
-from .chat import cost_details
 from .media import palette_index, png_base64
 from .state import FaultRule, StubState
 
@@ -60,8 +60,13 @@ def _megapixels(body: dict[str, Any]) -> float:
 
 
 async def create_images(request: Request, state: StubState, fault: FaultRule | None) -> Response:
-    """Reference §4.2: `{"created", "data": [{"b64_json", "media_type"}], "usage"}`."""
+    """Reference §4.2: `{"created", "data": [{"b64_json", "media_type"}], "usage"}`.
+
+    The generation id travels in the `X-Generation-Id` header only (the reference shows no
+    `id` in the body), so `GET /generation` can cost it.
+    """
     body = request.json_object()
+    user = end_user(body, state)
     model, image_api = _image_model(body.get("model"))
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -79,16 +84,23 @@ async def create_images(request: Request, state: StubState, fault: FaultRule | N
     ]
     image_tokens = round(model.image_tokens * _megapixels(body)) * count
     prompt_tokens = (len(prompt) + 3) // 4
-    prompt_cost = prompt_tokens * model.prompt_price
-    completion_cost = image_tokens * model.image_output_price
-    usage = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": image_tokens,
-        "total_tokens": prompt_tokens + image_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "completion_tokens_details": {"image_tokens": image_tokens, "reasoning_tokens": 0},
-        "cost": float(prompt_cost + completion_cost),
-        "is_byok": False,
-        "cost_details": cost_details(prompt_cost, completion_cost),
-    }
-    return json_response({"created": int(time.time()), "data": data, "usage": usage})
+    prompt_cost, completion_cost = model.token_cost(
+        prompt_tokens, image_tokens, image_tokens=image_tokens
+    )
+    usage = usage_json(
+        prompt_tokens, image_tokens, prompt_cost, completion_cost, image_tokens=image_tokens
+    )
+    generation = record_generation(
+        request,
+        state,
+        generation_id=new_generation_id(),
+        api_type="image",
+        model=model,
+        usage=usage,
+        user=user,
+        num_media_completion=count,
+    )
+    return json_response(
+        {"created": int(time.time()), "data": data, "usage": usage},
+        headers=[(b"x-generation-id", generation.id.encode())],
+    )

@@ -6,6 +6,7 @@ from .asgi import ApiError, Request, Response, dumps, json_response
 from .catalog import (
     KNOWN_OUTPUT_MODALITIES,
     MODELS_BY_ID,
+    embedding_models_body,
     filter_models,
     image_models_body,
     models_list_body,
@@ -68,6 +69,13 @@ async def list_image_models(
 ) -> Response:
     """Reference §2 "Related discovery endpoints" `GET /images/models`."""
     return Response(200, image_models_body())
+
+
+async def list_embedding_models(
+    request: Request, state: StubState, fault: FaultRule | None
+) -> Response:
+    """Reference §8 `GET /embeddings/models`: `{"data": [Model...]}` of embedding models."""
+    return Response(200, embedding_models_body())
 
 
 async def get_key(request: Request, state: StubState, fault: FaultRule | None) -> Response:

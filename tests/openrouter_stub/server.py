@@ -10,14 +10,14 @@ from typing import Any
 
 import uvicorn
 
-from .app import StubApp, create_app
-from .state import FaultRule, StubState
+from .app import create_app
+from .state import FaultRule, Generation, StubState, VideoJob
 
 STARTUP_TIMEOUT = 10.0
 
 
-def uvicorn_config(app: StubApp, host: str, port: int, **overrides: Any) -> uvicorn.Config:
-    """Quiet, benchmark-friendly settings shared by StubServer and the CLI."""
+def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """Quiet, benchmark-friendly settings shared by the stand-ins' servers and CLIs."""
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -137,9 +137,19 @@ class StubServer:
         latency: float | None = None,
         token_delay: float | None = None,
         video_seconds: float | None = None,
+        keepalive_interval: float | None = None,
+        generation_stats_lag: float | None = None,
+        require_user: bool | None = None,
     ) -> None:
         """Change global settings; None leaves a setting as it is."""
-        values = {"latency": latency, "token_delay": token_delay, "video_seconds": video_seconds}
+        values = {
+            "latency": latency,
+            "token_delay": token_delay,
+            "video_seconds": video_seconds,
+            "keepalive_interval": keepalive_interval,
+            "generation_stats_lag": generation_stats_lag,
+            "require_user": require_user,
+        }
         self.state.update_settings(
             {key: value for key, value in values.items() if value is not None}
         )
@@ -148,6 +158,38 @@ class StubServer:
         """Logged requests (oldest first), optionally only those whose path starts with `path`."""
         return [entry for entry in self.state.log_json() if entry["path"].startswith(path)]
 
+    def users(self, path: str = "") -> list[Any]:
+        """The `user` field of each generation request (None where absent), oldest first,
+        optionally only for paths starting with `path` (e.g. "/api/v1/embeddings")."""
+        return [entry["user"] for entry in self.state.users_json(path)]
+
+    def generation(self, generation_id: str) -> Generation:
+        """What the stub recorded for a generation id (KeyError if it never made it)."""
+        return self.state.generations[generation_id]
+
+    def generations(self) -> list[Generation]:
+        return list(self.state.generations.values())
+
+    def wait_until_abandoned(self, generation_id: str, timeout: float = 5.0) -> Generation:
+        """Block until the stub has seen the client hang up on that stream."""
+        deadline = time.monotonic() + timeout
+        while True:
+            generation = self.state.generations.get(generation_id)
+            if generation is not None and generation.abandoned:
+                return generation
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stream {generation_id} was not abandoned within {timeout} s")
+            time.sleep(0.01)
+
+    def video_job(self, job_id: str) -> VideoJob:
+        """A video job with its `polls` and `downloads` counters (KeyError if unknown)."""
+        return self.state.jobs[job_id]
+
+    def forget_video_job(self, job_id: str) -> None:
+        """From now on polls and content of the job answer 404, as if the upstream lost it."""
+        job = self.state.jobs[job_id]
+        job.forget_after_polls = job.polls
+
     def reset(self) -> None:
-        """Clear faults, the request log and video jobs; restore the start-up settings."""
+        """Clear faults, the logs, generations and video jobs; restore the start-up settings."""
         self.state.reset()

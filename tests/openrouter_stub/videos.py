@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from decimal import Decimal
 from typing import Any
 
+from .accounting import end_user, new_generation_id, record_generation
 from .asgi import ApiError, Request, Response, json_response
-from .catalog import MODELS_BY_ID, ModelSpec
-from .chat import new_generation_id
+from .catalog import MODELS_BY_ID, ModelSpec, video_price_per_second, video_resolution
 from .media import sample_video
 from .state import FaultRule, StubState, VideoJob
 
@@ -86,20 +85,10 @@ def _validate_input_references(body: dict[str, Any]) -> bool:
     return bool(references)
 
 
-def _video_cost(spec: dict[str, Any], duration: int, resolution: str | None, audio: bool) -> float:
-    """Most specific `pricing_skus` entry, times the duration in seconds."""
-    skus: dict[str, str] = spec["pricing_skus"]
-    audio_key = "with_audio" if audio else "without_audio"
-    res = (resolution or "").lower()
-    for key in (
-        f"duration_seconds_{audio_key}_{res}",
-        f"duration_seconds_{res}",
-        f"duration_seconds_{audio_key}",
-        "duration_seconds",
-    ):
-        if key in skus:
-            return float(Decimal(skus[key]) * duration)
-    return 0.0
+def _video_cost(spec: dict[str, Any], body: dict[str, Any], duration: int, audio: bool) -> float:
+    """Reference §5 `pricing_skus`: the matching per-second price times the duration."""
+    resolution = video_resolution(body.get("resolution"), body.get("size"))
+    return float(video_price_per_second(spec, resolution, audio) * duration)
 
 
 def _job_json(job: VideoJob, request: Request, state: StubState) -> dict[str, Any]:
@@ -122,6 +111,7 @@ def _job_json(job: VideoJob, request: Request, state: StubState) -> dict[str, An
 async def create_video(request: Request, state: StubState, fault: FaultRule | None) -> Response:
     """Reference §5 `POST /videos`: validate against the model's sets, answer 202 with a job."""
     body = request.json_object()
+    user = end_user(body, state)
     model, spec = _video_model(body.get("model"))
     has_frames = _validate_frame_images(body, model, spec)
     has_references = _validate_input_references(body)
@@ -135,19 +125,35 @@ async def create_video(request: Request, state: StubState, fault: FaultRule | No
 
     duration = body.get("duration") or spec["supported_durations"][0]
     audio = body.get("generate_audio", True) is not False
-    outcome = state.take_video_outcome(model.id)
-    outcome_status = outcome.video_outcome if outcome and outcome.video_outcome else "completed"
+    rule = state.take_video_rule(model.id)
+    outcome = rule.video_outcome if rule and rule.video_outcome else "completed"
+    cost = _video_cost(spec, body, duration, audio)
     job = VideoJob(
         id=f"job-{secrets.token_urlsafe(12)}",
         model=model.id,
         generation_id=new_generation_id(),
         created=state.now(),
         duration_total=state.video_seconds,
-        cost=_video_cost(spec, duration, body.get("resolution"), audio),
-        outcome=outcome_status,
-        error=(outcome.error if outcome else None) or DEFAULT_OUTCOME_ERRORS.get(outcome_status),
+        cost=cost,
+        outcome=outcome,
+        error=(rule.error if rule else None) or DEFAULT_OUTCOME_ERRORS.get(outcome),
+        user=user,
+        forget_after_polls=rule.forget_video_after if rule else None,
     )
     state.add_job(job)
+    billed = cost if outcome == "completed" else 0.0
+    record_generation(
+        request,
+        state,
+        generation_id=job.generation_id,
+        api_type="video",
+        model=model,
+        usage={"cost": billed, "prompt_tokens": 0, "completion_tokens": 0},
+        user=user,
+        finish_reason="stop" if outcome == "completed" else "error",
+        num_media_completion=1 if outcome == "completed" else None,
+        ready_in=state.video_seconds,
+    )
     return json_response(
         {"id": job.id, "polling_url": f"/api/v1/videos/{job.id}", "status": "pending"},
         status=202,
@@ -161,9 +167,20 @@ def _find_job(request: Request, state: StubState) -> VideoJob:
     return job
 
 
+def _still_known(job: VideoJob, *, count_poll: bool = False) -> VideoJob:
+    """The forget fault: the upstream lost the job and answers as for an unknown id."""
+    forgotten = job.forgotten
+    if count_poll:
+        job.polls += 1
+    if forgotten:
+        raise ApiError(404, "Video generation job not found")
+    return job
+
+
 async def get_video(request: Request, state: StubState, fault: FaultRule | None) -> Response:
     """Reference §5 `GET /videos/{jobId}`: pending -> in_progress -> terminal, by the clock."""
-    return json_response(_job_json(_find_job(request, state), request, state))
+    job = _still_known(_find_job(request, state), count_poll=True)
+    return json_response(_job_json(job, request, state))
 
 
 def _byte_range(header: bytes | None, size: int) -> tuple[int, int] | None:
@@ -190,6 +207,8 @@ async def get_video_content(
 ) -> Response:
     """Reference §5 `GET /videos/{jobId}/content?index=N`: the video bytes, `video/mp4`."""
     job = _find_job(request, state)
+    job.downloads += 1
+    _still_known(job)
     status = job.status(state.now())
     if status != "completed":
         raise ApiError(404, f"Video content is not available (job status: {status})")

@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.conftest import PASSWORD, Persona
+from tests.conftest import PASSWORD, ApiClient, Persona
 
 
 def browser(persona: Persona | None = None, **kwargs) -> Client:
@@ -172,6 +172,38 @@ def test_changing_the_password_keeps_this_browser_signed_in_and_others_out(alice
     assert client.get("/profile").status_code == 200
     assert other.get("/profile").status_code == 302
     assert alice.client.call("GET", "/api/users/me").status_code == 401
+
+
+def test_the_password_form_offers_to_revoke_api_keys_ticked_by_default(alice):
+    page = text_of(browser(alice).get("/profile"))
+    box = re.search(r'<input type="checkbox" name="revoke_api_keys"[^>]*>', page)
+    assert box is not None and "checked" in box.group(0)
+    assert "API keys keep working" in page
+
+
+def test_changing_the_password_with_the_box_ticked_revokes_api_keys(alice):
+    key = alice.client.call("POST", "/api/auth/keys", {"name": "script"}).json()["key"]
+    client = browser(alice)
+    response = client.post(
+        "/profile",
+        {"action": "password", "current_password": PASSWORD, "password": "a brand new passphrase",
+         "password_again": "a brand new passphrase", "revoke_api_keys": "on"},
+        follow=True,
+    )  # fmt: skip
+    assert "1 API key was revoked" in text_of(response)
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 401
+
+
+def test_changing_the_password_with_the_box_unticked_says_which_keys_still_work(alice):
+    key = alice.client.call("POST", "/api/auth/keys", {"name": "script"}).json()["key"]
+    response = browser(alice).post(
+        "/profile",
+        {"action": "password", "current_password": PASSWORD, "password": "a brand new passphrase",
+         "password_again": "a brand new passphrase"},
+        follow=True,
+    )  # fmt: skip
+    assert "Your 1 API key still works" in text_of(response)
+    assert ApiClient(key).call("GET", "/api/users/me").status_code == 200
 
 
 def test_an_api_key_is_shown_once_and_can_be_revoked(alice):
@@ -383,3 +415,23 @@ def test_the_login_form_is_rate_limited_per_address(alice, settings):
     assert int(limited["Retry-After"]) >= 1
     assert "Too many attempts" in text_of(limited)
     cache.clear()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--XX\r\n\r\n--XX--\r\n"),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="image"; filename="'
+            + b"a" * 5000
+            + b'.png"\r\n\r\nx\r\n--XX--\r\n',
+        ),
+    ],
+)
+def test_a_broken_multipart_form_is_a_400_page_that_says_why(alice, content_type, body):
+    response = browser(alice).post(
+        "/generate/video?tab=image", data=body, content_type=content_type
+    )
+    assert response.status_code == 400
+    assert "not a valid multipart form" in text_of(response)

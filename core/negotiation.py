@@ -1,0 +1,61 @@
+"""Content negotiation: JSON everywhere, and Server-Sent Events where a view streams them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.utils.http import parse_header_parameters
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
+from rest_framework.utils.mediatypes import media_type_matches
+
+EVENT_STREAM = "text/event-stream"
+
+
+class GatewayContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, except that a view marked `streams_events = True` also suits a
+    client that accepts text/event-stream (as SSE clients announce).
+
+    The view still decides from the body whether to stream (`stream: true`); whatever it
+    answers in one piece, errors included, is rendered by its first renderer, JSON. A view
+    that never streams keeps answering 406 to a client that accepts only an event stream.
+    """
+
+    def select_renderer(
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
+    ) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if getattr(view, "streams_events", False) and accepts(
+            self.get_accept_list(request), EVENT_STREAM
+        ):
+            return renderers[0], str(renderers[0].media_type)
+        chosen: tuple[BaseRenderer, str] = super().select_renderer(
+            request, renderers, format_suffix
+        )
+        return chosen
+
+
+def accepts(accept_list: list[str], media_type: str) -> bool:
+    """Whether an Accept header's entries admit media_type (wildcards count; q=0 refuses)."""
+    for entry in accept_list:
+        try:
+            _, params = parse_header_parameters(entry)
+        except ValueError:  # longer than Django will parse: it admits nothing
+            continue
+        if _is_zero(params.get("q", "1")):
+            continue
+        if media_type_matches(media_type, entry):
+            return True
+    return False
+
+
+def _is_zero(quality: str) -> bool:
+    try:
+        return float(quality) == 0
+    except ValueError:
+        return False
