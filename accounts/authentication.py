@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from accounts.repository import User
 from accounts.services import Credential, authenticate_bearer
 from core.errors import NotAuthenticated, RateLimited
+from core.requests import GatewayRequest
 from core.throttling import FailedAuthThrottle
 
 
@@ -28,8 +29,8 @@ class BearerAuthentication(BaseAuthentication):
         except NotAuthenticated:
             failures.note_failure(request)
             raise
-        # The request log middleware reads this from the Django request.
-        request._request.auth_user_id = user.id  # type: ignore[attr-defined]
+        # The request log middleware reads this from the Django request it set up.
+        cast(GatewayRequest, request._request).auth_user_id = user.id
         return user, how
 
     def authenticate_header(self, request: Request) -> str:

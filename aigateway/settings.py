@@ -159,7 +159,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.web.navigation",
+                "accounts.context_processors.navigation",
             ],
         },
     },

@@ -8,7 +8,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import (
-    HttpRequest,
     HttpResponse,
     HttpResponseBase,
     HttpResponseRedirect,
@@ -17,7 +16,8 @@ from django.http import (
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.web import current_user, login_required
+from accounts.decorators import login_required
+from accounts.sessions import PageRequest, current_user
 from core.api import json_error
 from core.db import get_database
 from core.errors import ApiError, ValidationFailed
@@ -57,8 +57,8 @@ def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 @require_GET
-async def home(request: HttpRequest) -> HttpResponse:
-    user = getattr(request, "gateway_user", None)
+async def home(request: PageRequest) -> HttpResponse:
+    user = request.gateway_user
     if user is None:
         return render(request, "generation/landing.html")
     await get_recorder().flush()
@@ -73,7 +73,7 @@ async def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-async def generate_index(request: HttpRequest) -> HttpResponse:
+async def generate_index(request: PageRequest) -> HttpResponse:
     return HttpResponseRedirect("/generate/text")
 
 
@@ -82,7 +82,7 @@ async def generate_index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_text(request: HttpRequest) -> HttpResponse:
+async def generate_text(request: PageRequest) -> HttpResponse:
     models, problem = await _catalogue("text")
     form = TextForm(request.POST or None, models=models)
     answer = None
@@ -96,13 +96,13 @@ async def generate_text(request: HttpRequest) -> HttpResponse:
         except ApiError as exc:
             apply_api_error(form, exc)
     context = {"form": form, "answer": answer, "problem": problem}
-    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"  # type: ignore[attr-defined]
+    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"
     return render(request, template, context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_image(request: HttpRequest) -> HttpResponse:
+async def generate_image(request: PageRequest) -> HttpResponse:
     models, problem = await _catalogue("image")
     form = ImageForm(request.POST or None, models=models)
     generation = None
@@ -121,7 +121,7 @@ async def generate_image(request: HttpRequest) -> HttpResponse:
         else []
     )
     context = {"form": form, "generation": generation, "images": images, "problem": problem}
-    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"  # type: ignore[attr-defined]
+    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"
     return render(request, template, context)
 
 
@@ -134,7 +134,7 @@ def media_url_page(generation_id: object, index: int) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_video(request: HttpRequest) -> HttpResponse:
+async def generate_video(request: PageRequest) -> HttpResponse:
     tab = "image" if (request.POST or request.GET).get("tab") == "image" else "text"
     models, problem = await _catalogue("video")
     form_class = VideoFromImageForm if tab == "image" else VideoForm
@@ -169,7 +169,7 @@ async def _first_frame(data: dict[str, Any]) -> str:
 
 @login_required
 @require_GET
-async def video_job_page(request: HttpRequest, job_id: UUID) -> HttpResponse:
+async def video_job_page(request: PageRequest, job_id: UUID) -> HttpResponse:
     job = await services.video_job(current_user(request), job_id)
     generation = await services.get_history_item(current_user(request), job_id)
     return render(request, "generation/video_job.html", {"job": job, "generation": generation})
@@ -177,21 +177,21 @@ async def video_job_page(request: HttpRequest, job_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-async def video_job_status(request: HttpRequest, job_id: UUID) -> HttpResponse:
+async def video_job_status(request: PageRequest, job_id: UUID) -> HttpResponse:
     job = await services.video_job(current_user(request), job_id)
     return render(request, "generation/_video_status.html", {"job": job})
 
 
 @login_required
 @require_GET
-async def video_file_page(request: HttpRequest, job_id: UUID) -> StreamingHttpResponse:
+async def video_file_page(request: PageRequest, job_id: UUID) -> StreamingHttpResponse:
     path, media_type = await services.video_file(current_user(request), job_id)
     return file_response(path, media_type)
 
 
 @login_required
 @require_GET
-async def media(request: HttpRequest, generation_id: UUID, index: int) -> StreamingHttpResponse:
+async def media(request: PageRequest, generation_id: UUID, index: int) -> StreamingHttpResponse:
     path, media_type = await services.media_file(current_user(request), generation_id, index)
     return file_response(path, media_type)
 
@@ -201,7 +201,7 @@ async def media(request: HttpRequest, generation_id: UUID, index: int) -> Stream
 
 @login_required
 @require_GET
-async def history(request: HttpRequest) -> HttpResponse:
+async def history(request: PageRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
     if kind not in (None, "text", "chat", "image", "video"):
         kind = None
@@ -221,7 +221,7 @@ async def history(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -> HttpResponse:
     user = current_user(request)
     conversation = (
         await conversations.get_conversation(user, conversation_id) if conversation_id else None
@@ -235,7 +235,7 @@ async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -
     )  # fmt: skip
 
 
-async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conversations.Turn:
+async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conversations.Turn:
     """The admitted turn of a chat POST (a new conversation starts only once admitted)."""
     user = current_user(request)
     conversation = None
@@ -256,7 +256,7 @@ async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conv
 @login_required
 @require_POST
 async def chat_stream(
-    request: HttpRequest, conversation_id: UUID | None = None
+    request: PageRequest, conversation_id: UUID | None = None
 ) -> HttpResponseBase:
     """The chat page's answer as Server-Sent Events (see generation.api.sse_response).
     Whenever a conversation exists, X-Conversation-Id names it, failures included."""
@@ -273,7 +273,7 @@ async def chat_stream(
 
 @login_required
 @require_POST
-async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+async def chat_send(request: PageRequest, conversation_id: UUID | None = None) -> HttpResponse:
     """Without JavaScript: answer in one piece, then show the conversation again."""
     turn = None
     try:
@@ -287,7 +287,7 @@ async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -
 
 @login_required
 @require_POST
-async def chat_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+async def chat_delete(request: PageRequest, conversation_id: UUID) -> HttpResponse:
     await conversations.delete_conversation(current_user(request), conversation_id)
     messages.success(request, "The conversation was deleted.")
     return HttpResponseRedirect("/chat")

@@ -27,6 +27,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 from core.params import ascii_whole_number
 from core.parsers import load_json
 
+from .api_base import ApiBase
 from .errors import (
     TRANSPORT_ERRORS,
     OpenRouterError,
@@ -56,7 +57,6 @@ from .results import (
     video_status,
 )
 from .sse import EventDataDecoder
-from .urls import ApiBase
 
 logger = logging.getLogger(__name__)
 
