@@ -3,11 +3,13 @@ OpenAPI schema shows for it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
 
-from accounts.repository import ROLES
+from accounts.repository import ROLES, ApiKey, User
+from accounts.tokens import TokenPair
 from core.serializers import (
     ConstantField,
     PageQuerySerializer,
@@ -68,8 +70,7 @@ class UserQuerySerializer(PageQuerySerializer):
 # -- responses -----------------------------------------------------------------------------
 
 
-class UserSerializer(serializers.Serializer):
-    # Renders an accounts.repository.User.
+class UserSerializer(serializers.Serializer[User]):
     id = serializers.UUIDField()
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=ROLES)
@@ -81,8 +82,7 @@ class UserSerializer(serializers.Serializer):
         ref_name = "User"
 
 
-class TokenPairSerializer(serializers.Serializer):
-    # Renders an accounts.tokens.TokenPair.
+class TokenPairSerializer(serializers.Serializer[TokenPair]):
     access_token = serializers.CharField(help_text="JWT for `Authorization: Bearer`.")
     refresh_token = serializers.CharField(help_text="Single use: trade it at /api/auth/refresh.")
     token_type = ConstantField("bearer")
@@ -92,8 +92,7 @@ class TokenPairSerializer(serializers.Serializer):
         ref_name = "TokenPair"
 
 
-class ApiKeySerializer(serializers.Serializer):
-    # Renders an accounts.repository.ApiKey.
+class ApiKeySerializer(serializers.Serializer[ApiKey]):
     id = serializers.UUIDField()
     name = serializers.CharField()
     prefix = serializers.CharField(help_text="The visible start of the key, e.g. agw_3f9a2c1d.")
@@ -112,5 +111,5 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
         ref_name = "ApiKeyCreated"
 
 
-class ApiKeyListSerializer(serializers.Serializer):
+class ApiKeyListSerializer(serializers.Serializer[Mapping[str, Any]]):
     items = ApiKeySerializer(many=True)

@@ -3,12 +3,23 @@ shows for it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
 
-from adminops.repository import AuditEntry
-from adminops.services import MAX_STATS_DAYS, STATS_DAYS, TOP_MODELS, TOP_USERS
+from adminops.repository import AuditEntry, StorageInfo, TokenCounts
+from adminops.services import (
+    MAX_STATS_DAYS,
+    STATS_DAYS,
+    TOP_MODELS,
+    TOP_USERS,
+    Breakdown,
+    DatabaseHealth,
+    Stats,
+    UserTotals,
+)
+from core.db.backup import BackupFile
 from core.serializers import ConstantField, PageQuerySerializer, QueryIntegerField
 
 MAX_FILTER_LENGTH = 320
@@ -16,7 +27,7 @@ MAX_FILTER_LENGTH = 320
 # -- query strings -------------------------------------------------------------------------
 
 
-class StatsQuerySerializer(serializers.Serializer):
+class StatsQuerySerializer(serializers.Serializer[Any]):
     days = QueryIntegerField(
         min_value=1,
         max_value=MAX_STATS_DAYS,
@@ -43,8 +54,7 @@ class AuditQuerySerializer(PageQuerySerializer):
 # -- responses -----------------------------------------------------------------------------
 
 
-class CountsSerializer(serializers.Serializer):
-    # Renders the counts of an adminops.services.Breakdown.
+class CountsSerializer(serializers.Serializer[Breakdown]):
     generations = serializers.IntegerField(help_text="Generations started (generations table).")
     failed_generations = serializers.IntegerField(
         help_text="Of those, failed, cancelled or expired."
@@ -73,40 +83,37 @@ class UserCountsSerializer(CountsSerializer):
     user_id = serializers.UUIDField(source="breakdown.key")
     email = serializers.CharField(allow_null=True, help_text="null once the user is deleted.")
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        fields: dict[str, serializers.Field] = super().get_fields()
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
         for name in CountsSerializer._declared_fields:
             fields[name].source = f"breakdown.{name}"
         return fields
 
 
-class WindowSerializer(serializers.Serializer):
+class WindowSerializer(serializers.Serializer[Stats]):
     days = serializers.IntegerField()
     since = serializers.DateTimeField(help_text="Start of the first UTC day counted.")
 
 
-class RolesSerializer(serializers.Serializer):
-    # Renders {role: count} for every role (accounts.repository.ROLES).
+class RolesSerializer(serializers.Serializer[Mapping[str, int]]):
     user = serializers.IntegerField()
     admin = serializers.IntegerField()
 
 
-class UserTotalsSerializer(serializers.Serializer):
-    # Renders an adminops.services.UserTotals.
+class UserTotalsSerializer(serializers.Serializer[UserTotals]):
     total = serializers.IntegerField()
     active = serializers.IntegerField()
     disabled = serializers.IntegerField()
     by_role = RolesSerializer()
 
 
-class TokenTotalsSerializer(serializers.Serializer):
+class TokenTotalsSerializer(serializers.Serializer[TokenCounts]):
     active = serializers.IntegerField(help_text="Neither revoked nor expired.")
     revoked = serializers.IntegerField(help_text="Revoked (rotated, signed out), expired or not.")
     expired = serializers.IntegerField(help_text="Expired without being revoked.")
 
 
-class StatsSerializer(serializers.Serializer):
-    # Renders an adminops.services.Stats.
+class StatsSerializer(serializers.Serializer[Stats]):
     generated_at = serializers.DateTimeField()
     window = WindowSerializer(source="*")
     users = UserTotalsSerializer()
@@ -118,16 +125,14 @@ class StatsSerializer(serializers.Serializer):
     top_users = UserCountsSerializer(many=True, help_text=f"Top {TOP_USERS} users by cost.")
 
 
-class BlocksSerializer(serializers.Serializer):
-    # Renders the blocks of an adminops.repository.StorageInfo.
+class BlocksSerializer(serializers.Serializer[StorageInfo]):
     block_size = serializers.IntegerField()
     total = serializers.IntegerField(source="total_blocks")
     used = serializers.IntegerField(source="used_blocks")
     free = serializers.IntegerField(source="free_blocks")
 
 
-class DatabaseHealthSerializer(serializers.Serializer):
-    # Renders an adminops.services.DatabaseHealth.
+class DatabaseHealthSerializer(serializers.Serializer[DatabaseHealth]):
     status = serializers.ChoiceField(choices=("ok", "migrations_pending"))
     engine = ConstantField("duckdb")
     duckdb_version = serializers.CharField(source="storage.duckdb_version")
@@ -147,11 +152,11 @@ class DatabaseHealthSerializer(serializers.Serializer):
     )
 
 
-class PurgeResultSerializer(serializers.Serializer):
+class PurgeResultSerializer(serializers.Serializer[Mapping[str, int]]):
     purged = serializers.IntegerField(help_text="Refresh tokens deleted.")
 
 
-class AuditActorSerializer(serializers.Serializer):
+class AuditActorSerializer(serializers.Serializer[AuditEntry]):
     """Who acted: null for the command line (manage.py createadmin)."""
 
     id = serializers.UUIDField(source="actor_id", allow_null=True)
@@ -163,7 +168,7 @@ class AuditActorSerializer(serializers.Serializer):
         return entry if entry.actor_id or entry.actor_email else None
 
 
-class AuditTargetSerializer(serializers.Serializer):
+class AuditTargetSerializer(serializers.Serializer[AuditEntry]):
     """What was acted on, if anything."""
 
     type = serializers.CharField(source="target_type", allow_null=True)
@@ -174,8 +179,7 @@ class AuditTargetSerializer(serializers.Serializer):
         return entry if entry.target_type or entry.target_id else None
 
 
-class AuditEntrySerializer(serializers.Serializer):
-    # Renders an adminops.repository.AuditEntry.
+class AuditEntrySerializer(serializers.Serializer[AuditEntry]):
     id = serializers.IntegerField()
     occurred_at = serializers.DateTimeField()
     actor = AuditActorSerializer(source="*", allow_null=True)
@@ -191,8 +195,7 @@ class AuditEntrySerializer(serializers.Serializer):
         return entry.ip or None
 
 
-class BackupSerializer(serializers.Serializer):
-    # Renders a core.db.backup.BackupFile.
+class BackupSerializer(serializers.Serializer[BackupFile]):
     file = serializers.CharField(source="path.name")
     path = serializers.CharField(help_text="Absolute path on the server, inside BACKUP_DIR.")
     size_bytes = serializers.IntegerField()
@@ -200,5 +203,5 @@ class BackupSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     duration_ms = serializers.SerializerMethodField()
 
-    def get_duration_ms(self, backup: Any) -> float:
+    def get_duration_ms(self, backup: BackupFile) -> float:
         return round(backup.duration_ms, 1)

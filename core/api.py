@@ -156,7 +156,7 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:
     return {prefix or "non_field_errors": str(detail)}
 
 
-def validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+def validate(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
     """`data` as `serializer_class` validates it, or ValidationFailed with per-field messages."""
     try:
         return dict(shared(serializer_class).run_validation(data))

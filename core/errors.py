@@ -38,7 +38,7 @@ class ApiError(Exception):
         return render(ErrorSerializer, self)
 
 
-class ErrorDetailSerializer(serializers.Serializer):
+class ErrorDetailSerializer(serializers.Serializer["ApiError"]):
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. `email_taken`.")
     message = serializers.CharField(help_text="A sentence for people.")
     # A declared field named like Serializer.fields: DRF's metaclass takes it out of the class.
@@ -48,7 +48,7 @@ class ErrorDetailSerializer(serializers.Serializer):
     )
 
 
-class ErrorSerializer(serializers.Serializer):
+class ErrorSerializer(serializers.Serializer["ApiError"]):
     """Every error of the API, whatever the status."""
 
     error = ErrorDetailSerializer(source="*")

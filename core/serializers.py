@@ -15,13 +15,13 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 from core.params import MAX_PAGE, ascii_whole_number
 
 T = TypeVar("T")
-S = TypeVar("S", bound=serializers.Serializer)
+S = TypeVar("S", bound="serializers.Serializer[Any]")
 
 
 # -- input: strict JSON types --------------------------------------------------------------
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer[Any]):
     """Refuses anything but a JSON object, and any field it does not declare."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -124,7 +124,7 @@ class QueryIntegerField(serializers.IntegerField):
         return value
 
 
-class PageQuerySerializer(serializers.Serializer):
+class PageQuerySerializer(serializers.Serializer[Any]):
     page = QueryIntegerField(min_value=1, max_value=MAX_PAGE, default=1, help_text="From 1.")
     page_size = QueryIntegerField(
         min_value=1, max_value=100, default=20, help_text="Items per page."
@@ -150,7 +150,7 @@ class Page(Generic[T]):
     page_size: int
 
 
-def component_name(serializer_class: type[serializers.Serializer]) -> str:
+def component_name(serializer_class: type[serializers.Serializer[Any]]) -> str:
     """The schema component drf-spectacular names after a serializer class."""
     meta = getattr(serializer_class, "Meta", None)
     name = getattr(meta, "ref_name", None) or serializer_class.__name__
@@ -158,7 +158,7 @@ def component_name(serializer_class: type[serializers.Serializer]) -> str:
 
 
 @functools.cache
-def page_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
+def page_of(item: type[serializers.Serializer[Any]]) -> type[serializers.Serializer[Page[Any]]]:
     """The serializer of a `Page` of `item`s: {items, total, page, page_size}."""
     name = component_name(item) + "Page"
     attrs: dict[str, Any] = {
@@ -195,6 +195,6 @@ def shared(serializer_class: type[S]) -> S:
     return serializer_class()
 
 
-def render(serializer_class: type[serializers.Serializer], instance: Any) -> dict[str, Any]:
+def render(serializer_class: type[serializers.Serializer[Any]], instance: Any) -> dict[str, Any]:
     """`instance` (an object or a mapping) in the shape `serializer_class` declares."""
     return dict(shared(serializer_class).to_representation(instance))

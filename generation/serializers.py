@@ -4,6 +4,7 @@ the OpenAPI schema shows for it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,9 @@ from core.serializers import (
     StrictSerializer,
     filter_choice,
 )
+from generation.openrouter import ModelInfo
 from generation.repository import Generation, VideoJob
+from generation.services import StreamDone, TextAnswer
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "9:21")
 IMAGE_SIZES = ("0.5K", "1K", "2K", "4K")
@@ -110,7 +113,7 @@ class VideoFromImageUploadSerializer(VideoSerializer):
         ref_name = "VideoFromImageUpload"
 
 
-class ModelQuerySerializer(serializers.Serializer):
+class ModelQuerySerializer(serializers.Serializer[Any]):
     kind = filter_choice(MODEL_KINDS)
 
 
@@ -118,7 +121,7 @@ class HistoryQuerySerializer(PageQuerySerializer):
     kind = filter_choice(GENERATION_KINDS)
 
 
-class PollingUrlQuerySerializer(serializers.Serializer):
+class PollingUrlQuerySerializer(serializers.Serializer[Any]):
     polling_url = serializers.CharField(
         max_length=2000, help_text="The polling_url of one of your own video jobs."
     )
@@ -127,8 +130,7 @@ class PollingUrlQuerySerializer(serializers.Serializer):
 # -- responses -----------------------------------------------------------------------------
 
 
-class ModelSerializer(serializers.Serializer):
-    # Renders a generation.openrouter.ModelInfo.
+class ModelSerializer(serializers.Serializer[ModelInfo]):
     id = serializers.CharField()
     name = serializers.CharField()
     kind = serializers.ChoiceField(choices=MODEL_KINDS)
@@ -143,12 +145,11 @@ class ModelSerializer(serializers.Serializer):
         ref_name = "Model"
 
 
-class ModelListSerializer(serializers.Serializer):
+class ModelListSerializer(serializers.Serializer[Mapping[str, Any]]):
     items = ModelSerializer(many=True)
 
 
-class AnswerUsageSerializer(serializers.Serializer):
-    # Renders the usage of a generation.services.TextAnswer.
+class AnswerUsageSerializer(serializers.Serializer[TextAnswer]):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.SerializerMethodField()
@@ -158,8 +159,7 @@ class AnswerUsageSerializer(serializers.Serializer):
         return int(answer.prompt_tokens + answer.completion_tokens)
 
 
-class TextAnswerSerializer(serializers.Serializer):
-    # Renders a generation.services.TextAnswer.
+class TextAnswerSerializer(serializers.Serializer[TextAnswer]):
     id = serializers.UUIDField(
         source="generation_id", help_text="The generation's id in the history."
     )
@@ -168,20 +168,19 @@ class TextAnswerSerializer(serializers.Serializer):
     usage = AnswerUsageSerializer(source="*")
 
 
-class AssistantMessageSerializer(serializers.Serializer):
+class AssistantMessageSerializer(serializers.Serializer[TextAnswer]):
     role = ConstantField("assistant")
     content = serializers.CharField(source="text", allow_blank=True)
 
 
-class ChatAnswerSerializer(serializers.Serializer):
-    # Renders a generation.services.TextAnswer as a chat turn.
+class ChatAnswerSerializer(serializers.Serializer[TextAnswer]):
     id = serializers.UUIDField(source="generation_id")
     model = serializers.CharField()
     message = AssistantMessageSerializer(source="*")
     usage = AnswerUsageSerializer(source="*")
 
 
-class ChatDoneSerializer(serializers.Serializer):
+class ChatDoneSerializer(serializers.Serializer[StreamDone]):
     """The `done` event of a chat stream: renders a generation.services.StreamDone."""
 
     id = serializers.UUIDField(source="generation_id")
@@ -195,7 +194,7 @@ class MediaLink:
     type: str
 
 
-class MediaSerializer(serializers.Serializer):
+class MediaSerializer(serializers.Serializer[MediaLink]):
     url = serializers.CharField(help_text="Our authenticated URL of the stored file.")
     type = serializers.CharField(help_text="MIME type.")
 
@@ -216,7 +215,7 @@ class StoredMediaField(serializers.ListField):
         ]
 
 
-class GenerationErrorSerializer(serializers.Serializer):
+class GenerationErrorSerializer(serializers.Serializer[Generation]):
     """A failed generation's error; null when it did not fail."""
 
     code = serializers.CharField(source="error_code")
@@ -226,14 +225,13 @@ class GenerationErrorSerializer(serializers.Serializer):
         return generation if generation.error_code else None
 
 
-class GenerationUsageSerializer(serializers.Serializer):
+class GenerationUsageSerializer(serializers.Serializer[Generation]):
     prompt_tokens = serializers.IntegerField(source="tokens_in", allow_null=True)
     completion_tokens = serializers.IntegerField(source="tokens_out", allow_null=True)
     cost = serializers.FloatField(allow_null=True)
 
 
-class GenerationSerializer(serializers.Serializer):
-    # Renders a generation.repository.Generation.
+class GenerationSerializer(serializers.Serializer[Generation]):
     id = serializers.UUIDField()
     kind = serializers.ChoiceField(choices=GENERATION_KINDS)
     model = serializers.CharField()
@@ -258,8 +256,7 @@ class ImageResultSerializer(GenerationSerializer):
         ref_name = "ImageResult"
 
 
-class VideoJobSerializer(serializers.Serializer):
-    # Renders a generation.repository.VideoJob.
+class VideoJobSerializer(serializers.Serializer[VideoJob]):
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=VIDEO_STATES)
     model = serializers.CharField()

@@ -505,7 +505,7 @@ class OpenRouterClient:
             # Waiting longer than max_retry_wait inside a request helps nobody: give up and
             # let the client see Retry-After instead.
             return exc.wait_hint if exc.wait_hint <= self._max_retry_wait else None
-        backoff = self._retry_backoff * 2 ** (attempt - 1)
+        backoff = self._retry_backoff * 2.0 ** (attempt - 1)
         jitter = 0.5 + random.random() / 2  # noqa: S311 - spreading retries, not a secret
         return min(self._max_retry_wait, backoff * jitter)
 
