@@ -37,6 +37,7 @@ typecheck: $(VENV)/.dev
 
 pytest: $(VENV)/.dev
 	bash scripts/install-chromium.sh
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

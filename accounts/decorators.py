@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 
 from accounts.sessions import PageRequest, current_user
 
@@ -21,9 +22,10 @@ def login_required(view: PageView) -> PageView:
         if request.gateway_user is None:
             if request.headers.get("HX-Request"):
                 response = HttpResponse(status=401)
-                response["HX-Redirect"] = "/login"
+                response["HX-Redirect"] = reverse("login")
                 return response
-            return HttpResponseRedirect("/login?" + urlencode({"next": request.get_full_path()}))
+            login = reverse("login") + "?" + urlencode({"next": request.get_full_path()})
+            return HttpResponseRedirect(login)
         return await view(request, *args, **kwargs)
 
     return wrapper

@@ -6,7 +6,8 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -26,8 +27,10 @@ from core.forms import apply_api_error
 from core.throttling import page_retry_after
 
 
-def safe_next(request: PageRequest, default: str = "/") -> str:
+def safe_next(request: PageRequest, default: str | None = None) -> str:
     """The `next` address to return to after signing in, if it is one of ours."""
+    if default is None:
+        default = reverse("home")
     target = request.POST.get("next") or request.GET.get("next") or default
     if url_has_allowed_host_and_scheme(
         target, {request.get_host()}, require_https=request.is_secure()
@@ -54,7 +57,7 @@ def _too_many_attempts(request: PageRequest, template: str, form: object) -> Htt
 @require_http_methods(["GET", "POST"])
 async def register(request: PageRequest) -> HttpResponse:
     if request.gateway_user:
-        return HttpResponseRedirect("/")
+        return redirect("home")
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and (
         limited := _too_many_attempts(request, "accounts/register.html", form)
@@ -71,7 +74,7 @@ async def register(request: PageRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             messages.success(request, "Welcome! Your account is ready.")
-            return HttpResponseRedirect("/")
+            return redirect("home")
     return render(request, "accounts/register.html", {"form": form})
 
 
@@ -104,7 +107,7 @@ async def logout_page(request: PageRequest) -> HttpResponse:
         await services.end_session(family)
     sign_out(request)
     messages.info(request, "You are logged out.")
-    return HttpResponseRedirect("/")
+    return redirect("home")
 
 
 @login_required
@@ -129,7 +132,7 @@ async def profile(request: PageRequest) -> HttpResponse:
                 apply_api_error(email_form, exc)
             else:
                 messages.success(request, "Your email was changed.")
-                return HttpResponseRedirect("/profile")
+                return redirect("profile")
         elif action == "password" and password_form.is_valid():
             revoke_keys = password_form.cleaned_data["revoke_api_keys"]
             key_count = len(await services.list_api_keys(user))
@@ -146,7 +149,7 @@ async def profile(request: PageRequest) -> HttpResponse:
                 updated, tokens = await services.start_session(updated)
                 sign_in(request, updated, tokens.family)
                 messages.success(request, _password_changed(key_count, revoked=revoke_keys))
-                return HttpResponseRedirect("/profile")
+                return redirect("profile")
         elif action == "key" and key_form.is_valid():
             try:
                 row, key = await services.create_api_key(
@@ -184,4 +187,4 @@ async def revoke_key(request: PageRequest, key_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "The API key was revoked.")
-    return HttpResponseRedirect("/profile")
+    return redirect("profile")

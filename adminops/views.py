@@ -7,7 +7,8 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import services as accounts
@@ -44,7 +45,7 @@ async def users(request: PageRequest) -> HttpResponse:
 
 def _back_to_users(request: PageRequest) -> HttpResponseRedirect:
     query = request.POST.get("return", "")
-    return HttpResponseRedirect("/admin/users" + (f"?{query}" if query else ""))
+    return HttpResponseRedirect(reverse("admin-users") + (f"?{query}" if query else ""))
 
 
 @admin_required
@@ -106,27 +107,35 @@ async def stats(request: PageRequest) -> HttpResponse:
 
 
 def _charts(report: services.Stats) -> dict[str, Any]:
-    """Bar heights as percentages, so the template draws charts with plain CSS."""
+    """Chart geometry computed here, so templates draw SVG without inline styles.
 
-    def scaled(rows: list[services.Breakdown], field: str) -> list[dict[str, Any]]:
-        peak = max((getattr(r, field) for r in rows), default=0) or 1
-        return [
-            {"row": r, "value": getattr(r, field), "pct": round(100 * getattr(r, field) / peak, 1)}
-            for r in rows
-        ]
+    Every cost bar (by kind, by model, by user) shares one scale, the period's total cost,
+    so equal lengths mean equal money across the three lists. Each daily chart is scaled
+    to its own busiest day, which its label names.
+    """
+    total_cost = report.total.cost or 1
+
+    def share(cost: float) -> str:
+        return f"{min(100.0, 100 * cost / total_cost):.1f}"
+
+    def columns(field: str) -> dict[str, Any]:
+        values = [getattr(day, field) for day in report.by_day]
+        peak = max(values, default=0)
+        bars = []
+        for index, (day, value) in enumerate(zip(report.by_day, values, strict=True)):
+            height = 100 * value / peak if peak else 0
+            bars.append({"day": day.key, "value": value, "x": f"{index + 0.12:.2f}",
+                         "y": f"{100 - height:.1f}", "height": f"{height:.1f}"})  # fmt: skip
+        return {"bars": bars, "peak": peak, "count": len(bars)}
 
     return {
-        "cost_by_day": scaled(report.by_day, "cost"),
-        "generations_by_day": scaled(report.by_day, "generations"),
-        "by_kind": scaled(report.by_kind, "cost"),
-        "by_model": scaled(report.by_model, "cost"),
+        "cost_by_day": columns("cost"),
+        "generations_by_day": columns("generations"),
+        "by_kind": [{"row": r, "pct": share(r.cost)} for r in report.by_kind],
+        "by_model": [{"row": r, "pct": share(r.cost)} for r in report.by_model],
         "users": [
-            {**bar, "email": spender.email or "deleted account"}
-            for bar, spender in zip(
-                scaled([u.breakdown for u in report.top_users], "cost"),
-                report.top_users,
-                strict=True,
-            )
+            {"row": u.breakdown, "pct": share(u.breakdown.cost), "email": u.email}
+            for u in report.top_users
         ],
     }
 
@@ -144,7 +153,7 @@ async def tokens(request: PageRequest) -> HttpResponse:
         messages.success(
             request, f"Purged {count} expired or revoked refresh token{'s' if count != 1 else ''}."
         )
-        return HttpResponseRedirect("/admin/tokens")
+        return redirect("admin-tokens")
     report = await services.collect_stats(days=1)
     return render(request, "adminops/tokens.html", {"tokens": report.tokens})
 
@@ -168,4 +177,4 @@ async def audit(request: PageRequest) -> HttpResponse:
 @admin_required
 @require_GET
 async def index(request: PageRequest) -> HttpResponse:
-    return HttpResponseRedirect("/admin/users")
+    return redirect("admin-users")

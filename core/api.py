@@ -46,7 +46,7 @@ class ApiView(APIView):
 
     Authentication, permissions and throttles are in-memory checks, so they run inline
     rather than on a thread; handlers await the database and upstream calls. adrf's
-    APIView, which hops threads for them, needed 1.5x the CPU on /api/users/me (decision 27).
+    APIView, which hops threads for them, needed 1.5x the CPU on /api/users/me (decision 33).
     """
 
     async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]

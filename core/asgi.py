@@ -181,7 +181,7 @@ def serve_static(app: ASGIApp) -> ASGIApp:
     """Serve STATIC_URL from the source tree on the event loop: no collectstatic step and
     no sync middleware in front of Django. WhiteNoise's middleware is sync-only, so every
     request, API included, would switch threads twice: 25 % more CPU on a chat request
-    (decision 27)."""
+    (decision 33)."""
     prefix = settings.STATIC_URL
 
     async def static(scope: Scope, receive: Receive, send: Send) -> None:
@@ -215,7 +215,7 @@ class GatewayASGIHandler(ASGIHandler):
     runs per request (closing the response) start a fresh thread every time. Without it
     they share Django's one sync thread. Every view here is async; no view depends on a
     thread of its own. Django's own handler cost 38 % more CPU on a chat request
-    (decision 27).
+    (decision 33).
     """
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

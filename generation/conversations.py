@@ -13,7 +13,7 @@ from core.db import Tx, get_database
 from core.errors import NotFound
 from generation import repository as repo
 from generation.ledger import Admission, admit
-from generation.repository import Conversation
+from generation.repository import ChatMessage, Conversation
 from generation.services import StreamDone, answer_chat, stream_answer
 
 MAX_CONTEXT_MESSAGES = 40  # the oldest turns are left out of long conversations
@@ -53,12 +53,13 @@ async def delete_conversation(user: User, conversation_id: UUID) -> None:
         raise NotFound("No such conversation.", code="conversation_not_found")
 
 
-async def _save(conversation_id: UUID, role: str, content: str) -> None:
-    await get_database().awrite(repo.add_message, conversation_id, role, content, utcnow())
+async def _save(conversation_id: UUID, message: ChatMessage) -> None:
+    await get_database().awrite(repo.add_message, conversation_id, message, utcnow())
 
 
 def _context(conversation: Conversation, content: str) -> list[dict[str, str]]:
-    history = [{"role": role, "content": text} for role, text in conversation.messages]
+    """What the model sees: the stored turns as they were said, never the page's marks."""
+    history = [{"role": m.role, "content": m.content} for m in conversation.messages]
     return [*history[-MAX_CONTEXT_MESSAGES:], {"role": "user", "content": content}]
 
 
@@ -80,7 +81,7 @@ async def open_turn(
     if conversation is None:
         conversation = await start_conversation(user, admission.model.id, content)
     messages = _context(conversation, content)
-    await _save(conversation.id, "user", content)
+    await _save(conversation.id, ChatMessage("user", content))
     return Turn(admission, conversation, messages)
 
 
@@ -99,11 +100,15 @@ async def stream_turn(turn: Turn) -> AsyncIterator[Any]:
     finally:
         await answer.aclose()
         if pieces:
-            text = "".join(pieces) + ("" if finished else " [stopped]")
-            await _save(turn.conversation.id, "assistant", text)
+            answer_text = ChatMessage("assistant", "".join(pieces), stopped=not finished)
+            await _save(turn.conversation.id, answer_text)
 
 
 async def send_turn(turn: Turn) -> None:
     """The same turn without streaming (the page's no-JavaScript path)."""
     answer = await answer_chat(turn.admission, turn.messages, conversation_id=turn.conversation.id)
-    await _save(turn.conversation.id, "assistant", answer.text)
+    await _save(turn.conversation.id, ChatMessage("assistant", answer.text))
+
+
+async def conversation_titles(user: User, ids: list[UUID]) -> dict[UUID, str]:
+    return await get_database().aread(repo.conversation_titles, user.id, ids)

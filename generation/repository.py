@@ -115,6 +115,13 @@ class UsageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # user | assistant
+    content: str
+    stopped: bool = False  # an answer the person stopped before it was finished
+
+
+@dataclass(frozen=True, slots=True)
 class Conversation:
     id: UUID
     user_id: UUID
@@ -122,7 +129,7 @@ class Conversation:
     model: str
     created_at: datetime
     updated_at: datetime
-    messages: tuple[tuple[str, str], ...] = field(default=())  # (role, content)
+    messages: tuple[ChatMessage, ...] = field(default=())
 
 
 def _naive(value: datetime | None) -> datetime | None:
@@ -396,7 +403,7 @@ def delete_user_content(tx: Tx, user_id: UUID) -> None:
 CONVERSATION_COLUMNS = "id, user_id, title, model, created_at, updated_at"
 
 
-def _conversation(row: Sequence[Any], messages: tuple[tuple[str, str], ...] = ()) -> Conversation:
+def _conversation(row: Sequence[Any], messages: tuple[ChatMessage, ...] = ()) -> Conversation:
     id_, user_id, title, model, created_at, updated_at = row
     return Conversation(id_, user_id, title, model, aware(created_at), aware(updated_at), messages)  # type: ignore[arg-type]
 
@@ -409,11 +416,11 @@ def insert_conversation(tx: Tx, *, conversation_id: UUID, user_id: UUID, title: 
     )
 
 
-def add_message(tx: Tx, conversation_id: UUID, role: str, content: str, now: datetime) -> None:
+def add_message(tx: Tx, conversation_id: UUID, message: ChatMessage, now: datetime) -> None:
     tx.execute(
-        "INSERT INTO conversation_messages (conversation_id, role, content, created_at)"
-        " VALUES (?, ?, ?, ?)",
-        [conversation_id, role, content, now],
+        "INSERT INTO conversation_messages (conversation_id, role, content, stopped, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [conversation_id, message.role, message.content, message.stopped, now],
     )
     tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", [now, conversation_id])
 
@@ -428,10 +435,11 @@ def get_conversation(
     if row is None:
         return None
     messages = con.execute(
-        "SELECT role, content FROM conversation_messages WHERE conversation_id = ? ORDER BY id",
+        "SELECT role, content, coalesce(stopped, false) FROM conversation_messages"
+        " WHERE conversation_id = ? ORDER BY id",
         [conversation_id],
     ).fetchall()
-    return _conversation(row, tuple((role, content) for role, content in messages))
+    return _conversation(row, tuple(ChatMessage(*message) for message in messages))
 
 
 def list_conversations(con: Connection, user_id: UUID, limit: int = 50) -> list[Conversation]:
@@ -441,6 +449,17 @@ def list_conversations(con: Connection, user_id: UUID, limit: int = 50) -> list[
         [user_id, limit],
     ).fetchall()
     return [_conversation(row) for row in rows]
+
+
+def conversation_titles(con: Connection, user_id: UUID, ids: Sequence[UUID]) -> dict[UUID, str]:
+    """Titles of the user's conversations among `ids` (for linking history entries)."""
+    if not ids:
+        return {}
+    rows = con.execute(
+        "SELECT id, title FROM conversations WHERE user_id = ? AND list_contains(?, id)",
+        [user_id, list(ids)],
+    ).fetchall()
+    return {conversation_id: title for conversation_id, title in rows}
 
 
 def delete_conversation(tx: Tx, conversation_id: UUID, user_id: UUID) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -10,10 +13,10 @@ from django.contrib import messages
 from django.http import (
     HttpResponse,
     HttpResponseBase,
-    HttpResponseRedirect,
     StreamingHttpResponse,
 )
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import login_required
@@ -25,7 +28,7 @@ from core.forms import apply_api_error
 from core.params import page_number
 from generation import conversations, services
 from generation import repository as repo
-from generation.api import file_response, sse_response
+from generation.api import file_response, sse_event
 from generation.forms import (
     ChatForm,
     ImageForm,
@@ -34,10 +37,13 @@ from generation.forms import (
     VideoForm,
     VideoFromImageForm,
 )
+from generation.markdown import render_markdown
 from generation.openrouter import ModelInfo
 from generation.recorder import get_recorder
+from generation.repository import Generation
 
 HISTORY_PAGE_SIZE = 12
+RENDER_INTERVAL = 0.05  # seconds between re-renders of a growing chat answer
 
 
 async def _catalogue(kind: str) -> tuple[list[ModelInfo], str | None]:
@@ -68,13 +74,13 @@ async def home(request: PageRequest) -> HttpResponse:
     return render(
         request,
         "generation/dashboard.html",
-        {"usage": usage, "recent": recent, "month": month_start},
+        {"usage": usage, "entries": await _history_entries(user, recent), "month": month_start},
     )
 
 
 @require_GET
 async def generate_index(request: PageRequest) -> HttpResponse:
-    return HttpResponseRedirect("/generate/text")
+    return redirect("generate-text")
 
 
 # -- text and image ---------------------------------------------------------------------
@@ -116,17 +122,13 @@ async def generate_image(request: PageRequest) -> HttpResponse:
         except ApiError as exc:
             apply_api_error(form, exc)
     images = (
-        [media_url_page(generation.id, i) for i in range(len(generation.media))]
+        [reverse("media", args=[generation.id, i]) for i in range(len(generation.media))]
         if generation
         else []
     )
     context = {"form": form, "generation": generation, "images": images, "problem": problem}
     template = "generation/_image_panel.html" if request.htmx else "generation/image.html"
     return render(request, template, context)
-
-
-def media_url_page(generation_id: object, index: int) -> str:
-    return f"/media/{generation_id}/{index}"
 
 
 # -- video ------------------------------------------------------------------------------
@@ -151,7 +153,7 @@ async def generate_video(request: PageRequest) -> HttpResponse:
         except ApiError as exc:
             apply_api_error(form, exc)
         else:
-            return HttpResponseRedirect(f"/generate/video/{job.id}")
+            return redirect("video-job", job.id)
     return render(request, "generation/video.html", {"form": form, "tab": tab, "problem": problem})
 
 
@@ -206,14 +208,42 @@ async def history(request: PageRequest) -> HttpResponse:
     if kind not in (None, "text", "chat", "image", "video"):
         kind = None
     page = page_number(request.GET)
+    user = current_user(request)
     items, total = await services.list_history(
-        current_user(request), kind=kind, page=page, page_size=HISTORY_PAGE_SIZE
+        user, kind=kind, page=page, page_size=HISTORY_PAGE_SIZE
     )
     pages = max(1, -(-total // HISTORY_PAGE_SIZE))
     return render(
         request, "generation/history.html",
-        {"items": items, "kind": kind, "page": page, "pages": pages, "total": total},
+        {"entries": await _history_entries(user, items), "kind": kind, "page": page,
+         "pages": pages, "total": total},
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of history: a generation, or consecutive turns of one conversation."""
+
+    item: Generation
+    turns: int = 1
+    conversation_id: UUID | None = None
+    conversation_title: str | None = None
+
+
+async def _history_entries(user: Any, items: list[Generation]) -> list[HistoryEntry]:
+    """Chat turns are shown with (and linked to) their conversation, not each alone."""
+    ids = [item.conversation_id for item in items if item.conversation_id]
+    titles = await conversations.conversation_titles(user, ids) if ids else {}
+    entries: list[HistoryEntry] = []
+    for item in items:
+        cid = item.conversation_id
+        if cid is None or cid not in titles:  # not a turn, or the conversation was deleted
+            entries.append(HistoryEntry(item))
+        elif entries and entries[-1].conversation_id == cid:
+            entries[-1] = HistoryEntry(entries[-1].item, entries[-1].turns + 1, cid, titles[cid])
+        else:
+            entries.append(HistoryEntry(item, 1, cid, titles[cid]))
+    return entries
 
 
 # -- chat -------------------------------------------------------------------------------
@@ -226,13 +256,16 @@ async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -
     conversation = (
         await conversations.get_conversation(user, conversation_id) if conversation_id else None
     )
+    context = {
+        "conversation": conversation,
+        "conversations": await conversations.list_conversations(user),
+    }
+    if request.htmx:
+        # After an answer: the sidebar and the conversation's heading, without a reload.
+        return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
     models, problem = ([], None) if conversation else await _catalogue("text")
     form = ChatForm() if conversation else NewChatForm(models=models)
-    return render(
-        request, "generation/chat.html",
-        {"conversation": conversation, "conversations": await conversations.list_conversations(user),
-         "form": form, "problem": problem},
-    )  # fmt: skip
+    return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
 
 
 async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conversations.Turn:
@@ -258,16 +291,53 @@ async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conv
 async def chat_stream(
     request: PageRequest, conversation_id: UUID | None = None
 ) -> HttpResponseBase:
-    """The chat page's answer as Server-Sent Events (see generation.api.sse_response).
-    Whenever a conversation exists, X-Conversation-Id names it, failures included."""
+    """The chat page's answer as Server-Sent Events of sanitised HTML (see _answer_stream).
+    Whenever a conversation exists, X-Conversation-Id and -Url name it, failures included."""
     turn = None
     try:
         turn = await _chat_turn(request, conversation_id)
-        response: HttpResponseBase = await sse_response(conversations.stream_turn(turn))
+        response: HttpResponseBase = await _answer_stream(conversations.stream_turn(turn))
     except ApiError as exc:
         response = json_error(exc)
     if turn is not None:
-        response["X-Conversation-Id"] = str(turn.conversation.id)
+        conversation_id = turn.conversation.id
+        response["X-Conversation-Id"] = str(conversation_id)
+        response["X-Conversation-Url"] = reverse("chat-conversation", args=[conversation_id])
+        response["X-Conversation-Stream-Url"] = reverse("chat-stream", args=[conversation_id])
+    return response
+
+
+async def _answer_stream(turn: AsyncIterator[Any]) -> StreamingHttpResponse:
+    """`answer` {html} while the answer grows, then `done` {html} or `error` {error, html}.
+
+    The growing answer is re-rendered as sanitised Markdown on the server (at most every
+    RENDER_INTERVAL), so the page never inserts model text as HTML. As in the API's
+    stream, a failure before the first piece is an ordinary JSON error.
+    """
+    first = await anext(turn, None)
+
+    async def stream() -> AsyncIterator[bytes]:
+        pieces: list[str] = []
+        rendered_at = 0.0
+        try:
+            item = first
+            while item is not None:
+                if isinstance(item, services.StreamDone):
+                    yield sse_event("done", {"html": render_markdown("".join(pieces))})
+                else:
+                    pieces.append(item)
+                    if time.monotonic() - rendered_at >= RENDER_INTERVAL:
+                        rendered_at = time.monotonic()
+                        yield sse_event("answer", {"html": render_markdown("".join(pieces))})
+                item = await anext(turn, None)
+        except ApiError as exc:
+            yield sse_event("error", {**exc.as_dict(), "html": render_markdown("".join(pieces))})
+        finally:
+            await turn.aclose()  # type: ignore[attr-defined]
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
     return response
 
 
@@ -282,7 +352,7 @@ async def chat_send(request: PageRequest, conversation_id: UUID | None = None) -
     except ApiError as exc:
         messages.error(request, exc.message)
     target = turn.conversation.id if turn else conversation_id
-    return HttpResponseRedirect(f"/chat/{target}" if target else "/chat")
+    return redirect("chat-conversation", target) if target else redirect("chat")
 
 
 @login_required
@@ -290,4 +360,4 @@ async def chat_send(request: PageRequest, conversation_id: UUID | None = None) -
 async def chat_delete(request: PageRequest, conversation_id: UUID) -> HttpResponse:
     await conversations.delete_conversation(current_user(request), conversation_id)
     messages.success(request, "The conversation was deleted.")
-    return HttpResponseRedirect("/chat")
+    return redirect("chat")

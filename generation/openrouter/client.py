@@ -512,7 +512,7 @@ class OpenRouterClient:
 
 class _NoCookieJar(http.cookiejar.CookieJar):
     """A cookie jar that keeps nothing: httpx's own way to turn cookies off (its Cookies
-    wrap a given CookieJar as it is). Decision 20 measured skipping httpx's cookie code
+    wrap a given CookieJar as it is). Decision 33 measured skipping httpx's cookie code
     altogether: 14 µs a response, under 1 % of a request, so this stays."""
 
     def extract_cookies(self, response: Any, request: Any) -> None:

@@ -80,3 +80,39 @@ def _reopen(settings):
     use_database(db)
     get_directory()
     return db
+
+
+def _prompting(monkeypatch, answers):
+    """A terminal whose getpass prompts receive `answers` in turn (an exception is raised)."""
+    import getpass
+
+    replies = iter(answers)
+
+    def fake_getpass(prompt=""):
+        reply = next(replies)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(getpass, "getpass", fake_getpass)
+    monkeypatch.delenv("ADMIN_PASSWORD", raising=False)
+
+
+def test_it_asks_again_after_a_weak_password(monkeypatch, capsys, settings):
+    _prompting(monkeypatch, ["123", "123", "different one!", "not the same", PASSWORD, PASSWORD])
+    call_command("createadmin", "--email", "retry@example.com")
+    out, err = capsys.readouterr()
+    assert "Try another." in err and "do not match" in err
+    assert "Created admin: retry@example.com" in out
+    _reopen(settings).close()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), EOFError()])
+def test_ctrl_c_or_ctrl_d_at_the_prompt_cancels_cleanly(monkeypatch, settings, interrupt):
+    _prompting(monkeypatch, [interrupt])
+    with pytest.raises(CommandError, match="Cancelled: nothing was changed") as raised:
+        call_command("createadmin", "--email", "quit@example.com")
+    assert raised.value.returncode == 130
+    _reopen(settings).close()
+    assert login(ApiClient(), "quit@example.com").status_code == 401

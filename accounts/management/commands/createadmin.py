@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from accounts.repository import User
 from accounts.services import create_or_promote_admin
 from core.errors import ApiError
 from core.management.base import DatabaseCommand
@@ -27,14 +28,38 @@ class Command(DatabaseCommand):
 
     def handle_db(self, *args: Any, **options: Any) -> None:
         password = options["password"] or os.environ.get("ADMIN_PASSWORD") or None
-        if password is None and sys.stdin.isatty():
-            password = getpass.getpass("Password (leave empty to keep an existing user's): ")
-            if password and password != getpass.getpass("Password again: "):
-                raise CommandError("The passwords do not match.")
         try:
-            user, created = asyncio.run(create_or_promote_admin(options["email"], password or None))
+            if password is None and sys.stdin.isatty():
+                user, created = self._ask_until_accepted(options["email"])
+            else:
+                user, created = self._create(options["email"], password)
+        except (KeyboardInterrupt, EOFError):
+            # Ctrl-C or Ctrl-D at a prompt: a clean stop, not a traceback.
+            self.stderr.write("")
+            raise CommandError("Cancelled: nothing was changed.", returncode=130) from None
         except ApiError as exc:
-            detail = "; ".join(f"{field}: {text}" for field, text in exc.fields.items())
-            raise CommandError(f"{exc.message} {detail}".strip()) from None
+            raise CommandError(_sentence(exc)) from None
         verb = "Created admin" if created else "Promoted to admin"
         self.stdout.write(self.style.SUCCESS(f"{verb}: {user.email} ({user.id})"))
+
+    def _create(self, email: str, password: str | None) -> tuple[User, bool]:
+        return asyncio.run(create_or_promote_admin(email, password or None))
+
+    def _ask_until_accepted(self, email: str) -> tuple[User, bool]:
+        """Prompt for the password, and ask again after a mismatch or a weak password."""
+        while True:
+            password = getpass.getpass("Password (leave empty to keep an existing user's): ")
+            if password and password != getpass.getpass("Password again: "):
+                self.stderr.write("The passwords do not match. Try again.")
+                continue
+            try:
+                return self._create(email, password or None)
+            except ApiError as exc:
+                if "password" not in exc.fields:
+                    raise
+                self.stderr.write(f"{exc.fields['password']} Try another.")
+
+
+def _sentence(exc: ApiError) -> str:
+    detail = "; ".join(f"{field}: {text}" for field, text in exc.fields.items())
+    return f"{exc.message} {detail}".strip()
