@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from uuid import UUID
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import services
 from accounts.authentication import request_user
-from accounts.openapi import (
-    ApiKeyCreatedSerializer,
-    ApiKeyListSerializer,
-    TokenPairSerializer,
-    UserPageSerializer,
-    UserSerializer,
-)
 from accounts.permissions import IsAdmin
 from accounts.serializers import (
     ActiveSerializer,
+    ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
+    ApiKeyListSerializer,
     CredentialsSerializer,
     ProfileUpdateSerializer,
     RefreshSerializer,
     RoleSerializer,
-    api_key_json,
-    user_json,
+    TokenPairSerializer,
+    UserQuerySerializer,
+    UserSerializer,
 )
-from core.api import ApiView, client_ip, page_params, paginated, validate
-from core.errors import ValidationFailed
-from core.openapi import PAGE_PARAMETERS, errors, optional_choice
+from core.api import ApiView, client_ip, validate
+from core.openapi import errors
+from core.serializers import Page, page_of, render
 from core.throttling import rate_limit_scope
 
 
@@ -53,7 +50,7 @@ class RegisterView(PublicView):
     async def post(self, request: Request) -> Response:
         data = validate(CredentialsSerializer, request.data)
         user = await services.register_user(data["email"], data["password"])
-        return Response(user_json(user), status=201)
+        return Response(render(UserSerializer, user), status=201)
 
 
 @rate_limit_scope("auth")
@@ -67,7 +64,7 @@ class LoginView(PublicView):
     async def post(self, request: Request) -> Response:
         data = validate(CredentialsSerializer, request.data)
         _, tokens = await services.login(data["email"], data["password"])
-        return Response(tokens.as_response())
+        return Response(render(TokenPairSerializer, tokens))
 
 
 @rate_limit_scope("auth")
@@ -81,7 +78,7 @@ class RefreshView(PublicView):
     async def post(self, request: Request) -> Response:
         data = validate(RefreshSerializer, request.data)
         tokens = await services.rotate_refresh_token(data["refresh_token"])
-        return Response(tokens.as_response())
+        return Response(render(TokenPairSerializer, tokens))
 
 
 class LogoutView(PublicView):
@@ -100,7 +97,7 @@ class LogoutView(PublicView):
 class MeView(ApiView):
     @extend_schema(tags=["users"], summary="Own profile", responses={200: UserSerializer})
     async def get(self, request: Request) -> Response:
-        return Response(user_json(request_user(request)))
+        return Response(render(UserSerializer, request_user(request)))
 
     @extend_schema(
         tags=["users"],
@@ -115,7 +112,7 @@ class MeView(ApiView):
     async def put(self, request: Request) -> Response:
         data = validate(ProfileUpdateSerializer, request.data)
         user = await services.update_profile(request_user(request), **data, ip=client_ip(request))
-        return Response(user_json(user))
+        return Response(render(UserSerializer, user))
 
 
 class UserListView(ApiView):
@@ -124,25 +121,16 @@ class UserListView(ApiView):
     @extend_schema(
         tags=["users"],
         summary="List users (admin)",
-        parameters=[
-            OpenApiParameter("q", str, description="Part of an email.", required=False),
-            optional_choice("role", ("user", "admin")),
-            *PAGE_PARAMETERS,
-        ],
-        responses={200: UserPageSerializer},
+        parameters=[UserQuerySerializer],
+        responses={200: page_of(UserSerializer)},
     )
     async def get(self, request: Request) -> Response:
-        page, page_size = page_params(request)
-        role = request.query_params.get("role") or None
-        if role not in (None, "user", "admin"):
-            raise ValidationFailed(fields={"role": "Must be 'user' or 'admin'."})
-        query = request.query_params.get("q", "")[:320]
+        query = validate(UserQuerySerializer, request.query_params)
+        page, page_size = query["page"], query["page_size"]
         users, total = await services.list_users(
-            query=query, role=role, page=page, page_size=page_size
+            query=query.get("q", ""), role=query.get("role") or None, page=page, page_size=page_size
         )
-        return Response(
-            paginated([user_json(u) for u in users], total=total, page=page, page_size=page_size)
-        )
+        return Response(render(page_of(UserSerializer), Page(users, total, page, page_size)))
 
 
 class UserDetailView(ApiView):
@@ -172,7 +160,7 @@ class UserRoleView(ApiView):
         user = await services.set_role(
             request_user(request), user_id, data["role"], ip=client_ip(request)
         )
-        return Response(user_json(user))
+        return Response(render(UserSerializer, user))
 
 
 class UserActiveView(ApiView):
@@ -193,14 +181,14 @@ class UserActiveView(ApiView):
         user = await services.set_active(
             request_user(request), user_id, data["is_active"], ip=client_ip(request)
         )
-        return Response(user_json(user))
+        return Response(render(UserSerializer, user))
 
 
 class ApiKeyListView(ApiView):
     @extend_schema(tags=["api keys"], summary="Own API keys", responses={200: ApiKeyListSerializer})
     async def get(self, request: Request) -> Response:
         keys = await services.list_api_keys(request_user(request))
-        return Response({"items": [api_key_json(key) for key in keys]})
+        return Response(render(ApiKeyListSerializer, {"items": keys}))
 
     @extend_schema(
         tags=["api keys"],
@@ -213,7 +201,7 @@ class ApiKeyListView(ApiView):
         row, key = await services.create_api_key(
             request_user(request), data["name"], ip=client_ip(request)
         )
-        return Response({**api_key_json(row), "key": key}, status=201)
+        return Response(render(ApiKeyCreatedSerializer, {**asdict(row), "key": key}), status=201)
 
 
 class ApiKeyDetailView(ApiView):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from accounts.repository import User
 from accounts.services import Credential, authenticate_bearer
 from core.errors import NotAuthenticated, RateLimited
+from core.requests import GatewayRequest
 from core.throttling import FailedAuthThrottle
 
 
@@ -27,8 +29,8 @@ class BearerAuthentication(BaseAuthentication):
         except NotAuthenticated:
             failures.note_failure(request)
             raise
-        # The request log middleware reads this from the Django request.
-        request._request.auth_user_id = user.id  # type: ignore[attr-defined]
+        # The request log middleware reads this from the Django request it set up.
+        cast(GatewayRequest, request._request).auth_user_id = user.id
         return user, how
 
     def authenticate_header(self, request: Request) -> str:
@@ -51,3 +53,21 @@ def request_user(request: Any) -> User:
     user = request.user
     assert isinstance(user, User)
     return user
+
+
+class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes BearerAuthentication (drf-spectacular finds it)."""
+
+    target_class = BearerAuthentication
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "`Authorization: Bearer <token>` with an access token from "
+                "`POST /api/auth/login` (a JWT, 15 minutes) or a personal API key "
+                "(`agw_...`, from `POST /api/auth/keys`)."
+            ),
+        }

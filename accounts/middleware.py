@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpResponseBase
 
-from accounts.web import attach_page_user
+from accounts.sessions import PageRequest, attach_page_user
 from core.paths import is_api_path
 
 
@@ -20,11 +20,11 @@ class PageUserMiddleware:
     sync_capable = False
     async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
+    def __init__(self, get_response: Callable[[PageRequest], Awaitable[HttpResponseBase]]) -> None:
         self.get_response = get_response
         markcoroutinefunction(self)
 
-    async def __call__(self, request: HttpRequest) -> HttpResponseBase:
+    async def __call__(self, request: PageRequest) -> HttpResponseBase:
         if not is_api_path(request.path):
             attach_page_user(request)
         return await self.get_response(request)

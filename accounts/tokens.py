@@ -35,14 +35,6 @@ class TokenPair:
     expires_in: int
     family: str  # the login this pair belongs to (browser sessions keep only this)
 
-    def as_response(self) -> dict[str, object]:
-        return {
-            "access_token": self.access_token,
-            "refresh_token": self.refresh_token,
-            "token_type": "bearer",
-            "expires_in": self.expires_in,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RefreshClaims:

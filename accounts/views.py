@@ -5,11 +5,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import services
+from accounts.decorators import login_required
 from accounts.forms import (
     ApiKeyForm,
     CredentialsForm,
@@ -17,14 +20,26 @@ from accounts.forms import (
     PasswordChangeForm,
     RegisterForm,
 )
-from accounts.web import current_user, login_required, safe_next, session_family, sign_in, sign_out
+from accounts.sessions import PageRequest, current_user, session_family, sign_in, sign_out
 from core.api import client_ip
 from core.errors import ApiError
 from core.forms import apply_api_error
 from core.throttling import page_retry_after
 
 
-def _too_many_attempts(request: HttpRequest, template: str, form: object) -> HttpResponse | None:
+def safe_next(request: PageRequest, default: str | None = None) -> str:
+    """The `next` address to return to after signing in, if it is one of ours."""
+    if default is None:
+        default = reverse("home")
+    target = request.POST.get("next") or request.GET.get("next") or default
+    if url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+def _too_many_attempts(request: PageRequest, template: str, form: object) -> HttpResponse | None:
     """Log-in and registration forms share the API's per-IP limit on auth attempts."""
     wait = page_retry_after(request)
     if wait is None:
@@ -40,8 +55,8 @@ def _too_many_attempts(request: HttpRequest, template: str, form: object) -> Htt
 
 
 @require_http_methods(["GET", "POST"])
-async def register(request: HttpRequest) -> HttpResponse:
-    if request.gateway_user:  # type: ignore[attr-defined]
+async def register(request: PageRequest) -> HttpResponse:
+    if request.gateway_user:
         return redirect("home")
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and (
@@ -64,8 +79,8 @@ async def register(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-async def login_page(request: HttpRequest) -> HttpResponse:
-    if request.gateway_user:  # type: ignore[attr-defined]
+async def login_page(request: PageRequest) -> HttpResponse:
+    if request.gateway_user:
         return HttpResponseRedirect(safe_next(request))
     form = CredentialsForm(request.POST or None)
     if request.method == "POST" and (
@@ -86,7 +101,7 @@ async def login_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-async def logout_page(request: HttpRequest) -> HttpResponse:
+async def logout_page(request: PageRequest) -> HttpResponse:
     family = session_family(request)
     if family:
         await services.end_session(family)
@@ -97,7 +112,7 @@ async def logout_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def profile(request: HttpRequest) -> HttpResponse:
+async def profile(request: PageRequest) -> HttpResponse:
     user = current_user(request)
     email_form = EmailChangeForm(request.POST if request.POST.get("action") == "email" else None)
     password_form = PasswordChangeForm(
@@ -165,7 +180,7 @@ def _password_changed(key_count: int, *, revoked: bool) -> str:
 
 @login_required
 @require_POST
-async def revoke_key(request: HttpRequest, key_id: UUID) -> HttpResponse:
+async def revoke_key(request: PageRequest, key_id: UUID) -> HttpResponse:
     try:
         await services.revoke_api_key(current_user(request), key_id, ip=client_ip(request))
     except ApiError as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -10,34 +10,23 @@ from accounts.authentication import request_user
 from accounts.permissions import IsAdmin
 from adminops import services
 from adminops.serializers import (
-    AuditPageSerializer,
+    AuditEntrySerializer,
+    AuditQuerySerializer,
     BackupSerializer,
     DatabaseHealthSerializer,
     PurgeResultSerializer,
+    StatsQuerySerializer,
     StatsSerializer,
-    audit_json,
-    backup_json,
-    health_json,
-    stats_json,
 )
-from core.api import ApiView, client_ip, page_params, paginated
-from core.errors import ValidationFailed
-from core.openapi import PAGE_PARAMETERS, errors, integer
-from core.params import whole_number_param
+from core.api import ApiView, client_ip, validate
+from core.openapi import errors
+from core.serializers import Page, page_of, render
 
 TAGS = ["admin"]
-MAX_FILTER_LENGTH = 320
 
 
 class AdminView(ApiView):
     permission_classes = [IsAdmin]
-
-
-def _days(request: Request) -> int:
-    return whole_number_param(
-        request.query_params, "days", default=services.STATS_DAYS,
-        minimum=1, maximum=services.MAX_STATS_DAYS,
-    )  # fmt: skip
 
 
 class StatsView(AdminView):
@@ -51,19 +40,14 @@ class StatsView(AdminView):
             "errors, tokens and cost from usage_records (one row per call to OpenRouter, "
             "including catalogue listings and video polls, which cost nothing)."
         ),
-        parameters=[
-            OpenApiParameter(
-                "days",
-                integer(1, services.MAX_STATS_DAYS),
-                description="Window in UTC days, today included (default 30).",
-                required=False,
-            )
-        ],
+        parameters=[StatsQuerySerializer],
         responses={200: StatsSerializer},
     )
     async def get(self, request: Request) -> Response:
-        stats = await services.collect_stats(_days(request))
-        return Response(stats_json(stats))
+        stats = await services.collect_stats(
+            validate(StatsQuerySerializer, request.query_params)["days"]
+        )
+        return Response(render(StatsSerializer, stats))
 
 
 class DatabaseHealthView(AdminView):
@@ -74,7 +58,7 @@ class DatabaseHealthView(AdminView):
         responses={200: DatabaseHealthSerializer},
     )
     async def get(self, request: Request) -> Response:
-        return Response(health_json(await services.database_health()))
+        return Response(render(DatabaseHealthSerializer, await services.database_health()))
 
 
 class TokenPurgeView(AdminView):
@@ -87,14 +71,7 @@ class TokenPurgeView(AdminView):
     )
     async def post(self, request: Request) -> Response:
         purged = await services.purge_refresh_tokens(request_user(request), ip=client_ip(request))
-        return Response({"purged": purged})
-
-
-def _filter(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name, "").strip()
-    if len(value) > MAX_FILTER_LENGTH:
-        raise ValidationFailed(fields={name: f"Use at most {MAX_FILTER_LENGTH} characters."})
-    return value or None
+        return Response(render(PurgeResultSerializer, {"purged": purged}))
 
 
 class AuditLogView(AdminView):
@@ -102,29 +79,21 @@ class AuditLogView(AdminView):
         tags=TAGS,
         summary="Audit log",
         description="Who did what to whom, when, from which IP; newest first.",
-        parameters=[
-            OpenApiParameter("actor", str, description="A user id or an email.", required=False),
-            OpenApiParameter(
-                "action", str, description="e.g. user.role_changed, tokens.purged.", required=False
-            ),
-            OpenApiParameter(
-                "target", str, description="The id of the object acted on.", required=False
-            ),
-            *PAGE_PARAMETERS,
-        ],
-        responses={200: AuditPageSerializer},
+        parameters=[AuditQuerySerializer],
+        responses={200: page_of(AuditEntrySerializer)},
     )
     async def get(self, request: Request) -> Response:
-        page, page_size = page_params(request)
+        query = validate(AuditQuerySerializer, request.query_params)
+        page, page_size = query["page"], query["page_size"]
         entries, total = await services.audit_log(
-            actor=_filter(request, "actor"),
-            action=_filter(request, "action"),
-            target=_filter(request, "target"),
+            actor=query.get("actor") or None,
+            action=query.get("action") or None,
+            target=query.get("target") or None,
             page=page,
             page_size=page_size,
         )
         return Response(
-            paginated([audit_json(e) for e in entries], total=total, page=page, page_size=page_size)
+            render(page_of(AuditEntrySerializer), Page(entries, total, page, page_size))
         )
 
 
@@ -143,4 +112,4 @@ class BackupView(AdminView):
     )
     async def post(self, request: Request) -> Response:
         made = await services.backup_database(request_user(request), ip=client_ip(request))
-        return Response(backup_json(made), status=201)
+        return Response(render(BackupSerializer, made), status=201)

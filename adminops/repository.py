@@ -331,4 +331,4 @@ def _identifier(name: str) -> str:
 
 def select_one(con: Connection) -> bool:
     row = con.execute("SELECT 1").fetchone()
-    return row == (1,)
+    return bool(row == (1,))

@@ -16,7 +16,7 @@ from uuid import UUID
 from django.conf import settings
 
 from accounts.identity import get_directory
-from accounts.repository import User
+from accounts.repository import ROLES, User
 from adminops import repository as repo
 from adminops.repository import (
     GenerationCounts,
@@ -65,6 +65,17 @@ class UserSpend:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTotals:
+    active: int
+    disabled: int
+    by_role: dict[str, int]  # every role, active and disabled together
+
+    @property
+    def total(self) -> int:
+        return self.active + self.disabled
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     generated_at: datetime
     since: datetime
@@ -76,6 +87,15 @@ class Stats:
     by_model: list[Breakdown]
     by_day: list[Breakdown]
     top_users: list[UserSpend]
+
+    @property
+    def users(self) -> UserTotals:
+        counts = {role.role: role.active + role.disabled for role in self.roles}
+        return UserTotals(
+            active=sum(role.active for role in self.roles),
+            disabled=sum(role.disabled for role in self.roles),
+            by_role={role: counts.get(role, 0) for role in ROLES},
+        )
 
 
 def _row(key: Any, usage: UsageTotals | None, counts: GenerationCounts | None) -> Breakdown:
@@ -186,6 +206,23 @@ class DatabaseHealth:
     storage: StorageInfo | None  # DuckDB's blocks
     server: ServerInfo | None  # PostgreSQL's database
     pool: dict[str, int] | None  # PostgreSQL: this process's connection pool
+
+    @property
+    def status(self) -> str:
+        return "migrations_pending" if self.pending_migrations else "ok"
+
+    @property
+    def pool_usage(self) -> dict[str, int] | None:
+        """The pool's figures under the API's names, with the server's session count."""
+        if self.pool is None:
+            return None
+        return {
+            "max_size": self.pool.get("pool_max", 0),
+            "size": self.pool.get("pool_size", 0),
+            "available": self.pool.get("pool_available", 0),
+            "waiting": self.pool.get("requests_waiting", 0),
+            "server_connections": self.server.connections if self.server else 0,
+        }
 
 
 def _file_size(path: str) -> int | None:

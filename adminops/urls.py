@@ -1,6 +1,6 @@
 from django.urls import path
 
-from adminops import api
+from adminops import api, views
 
 api_urlpatterns = [
     path("stats", api.StatsView.as_view(), name="api-admin-stats"),
@@ -8,4 +8,16 @@ api_urlpatterns = [
     path("tokens/purge", api.TokenPurgeView.as_view(), name="api-admin-tokens-purge"),
     path("audit", api.AuditLogView.as_view(), name="api-admin-audit"),
     path("backup", api.BackupView.as_view(), name="api-admin-backup"),
+]
+
+page_urlpatterns = [
+    path("admin/", views.index, name="admin"),
+    path("admin/users", views.users, name="admin-users"),
+    path("admin/users/<uuid:user_id>/role", views.change_role, name="admin-user-role"),
+    path("admin/users/<uuid:user_id>/active", views.change_active, name="admin-user-active"),
+    path("admin/users/<uuid:user_id>/delete", views.delete_user, name="admin-user-delete"),
+    path("admin/stats", views.stats, name="admin-stats"),
+    path("admin/health", views.health, name="admin-health"),
+    path("admin/tokens", views.tokens, name="admin-tokens"),
+    path("admin/audit", views.audit, name="admin-audit"),
 ]

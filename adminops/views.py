@@ -6,13 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import services as accounts
-from accounts.web import admin_required, current_user
+from accounts.decorators import admin_required
+from accounts.sessions import PageRequest, current_user
 from adminops import services
 from core.api import client_ip
 from core.errors import ApiError
@@ -28,7 +29,7 @@ def _pages(total: int, size: int) -> int:
 
 @admin_required
 @require_GET
-async def users(request: HttpRequest) -> HttpResponse:
+async def users(request: PageRequest) -> HttpResponse:
     query = request.GET.get("q", "")[:320]
     role = request.GET.get("role") if request.GET.get("role") in ("user", "admin") else None
     page = page_number(request.GET)
@@ -42,14 +43,14 @@ async def users(request: HttpRequest) -> HttpResponse:
     )  # fmt: skip
 
 
-def _back_to_users(request: HttpRequest) -> HttpResponseRedirect:
+def _back_to_users(request: PageRequest) -> HttpResponseRedirect:
     query = request.POST.get("return", "")
     return HttpResponseRedirect(reverse("admin-users") + (f"?{query}" if query else ""))
 
 
 @admin_required
 @require_POST
-async def change_role(request: HttpRequest, user_id: UUID) -> HttpResponse:
+async def change_role(request: PageRequest, user_id: UUID) -> HttpResponse:
     role = request.POST.get("role", "")
     if role not in ("user", "admin"):
         messages.error(request, "Choose the role user or admin.")
@@ -65,7 +66,7 @@ async def change_role(request: HttpRequest, user_id: UUID) -> HttpResponse:
 
 @admin_required
 @require_POST
-async def change_active(request: HttpRequest, user_id: UUID) -> HttpResponse:
+async def change_active(request: PageRequest, user_id: UUID) -> HttpResponse:
     active = request.POST.get("active") == "true"
     try:
         user = await accounts.set_active(
@@ -85,7 +86,7 @@ async def change_active(request: HttpRequest, user_id: UUID) -> HttpResponse:
 
 @admin_required
 @require_POST
-async def delete_user(request: HttpRequest, user_id: UUID) -> HttpResponse:
+async def delete_user(request: PageRequest, user_id: UUID) -> HttpResponse:
     if request.POST.get("confirm") != "yes":
         messages.error(request, "Tick the confirmation box to delete an account.")
         return _back_to_users(request)
@@ -100,7 +101,7 @@ async def delete_user(request: HttpRequest, user_id: UUID) -> HttpResponse:
 
 @admin_required
 @require_GET
-async def stats(request: HttpRequest) -> HttpResponse:
+async def stats(request: PageRequest) -> HttpResponse:
     report = await services.collect_stats()
     return render(request, "adminops/stats.html", {"stats": report, "charts": _charts(report)})
 
@@ -141,12 +142,12 @@ def _charts(report: services.Stats) -> dict[str, Any]:
 
 @admin_required
 @require_GET
-async def health(request: HttpRequest) -> HttpResponse:
+async def health(request: PageRequest) -> HttpResponse:
     return render(request, "adminops/health.html", {"health": await services.database_health()})
 
 
 @admin_required
-async def tokens(request: HttpRequest) -> HttpResponse:
+async def tokens(request: PageRequest) -> HttpResponse:
     if request.method == "POST":
         count = await services.purge_refresh_tokens(current_user(request), ip=client_ip(request))
         messages.success(
@@ -159,7 +160,7 @@ async def tokens(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 @require_GET
-async def audit(request: HttpRequest) -> HttpResponse:
+async def audit(request: PageRequest) -> HttpResponse:
     actor = request.GET.get("actor", "").strip()[:320] or None
     action = request.GET.get("action", "").strip()[:100] or None
     page = page_number(request.GET)
@@ -175,5 +176,5 @@ async def audit(request: HttpRequest) -> HttpResponse:
 
 @admin_required
 @require_GET
-async def index(request: HttpRequest) -> HttpResponse:
+async def index(request: PageRequest) -> HttpResponse:
     return redirect("admin-users")

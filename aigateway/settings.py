@@ -173,7 +173,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.messages.context_processors.messages",
-                "accounts.web.navigation",
+                "accounts.context_processors.navigation",
             ],
         },
     },

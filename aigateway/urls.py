@@ -3,8 +3,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.urls import api_urlpatterns as accounts_api
 from accounts.urls import page_urlpatterns as accounts_pages
-from adminops.page_urls import page_urlpatterns as adminops_pages
 from adminops.urls import api_urlpatterns as adminops_api
+from adminops.urls import page_urlpatterns as adminops_pages
 from core import health
 from generation.openai_api.urls import urlpatterns as openai_api
 from generation.urls import api_urlpatterns as generation_api

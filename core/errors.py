@@ -1,8 +1,14 @@
-"""The project's one error model: every API failure is an ApiError with a stable code."""
+"""The project's one error model: every API failure is an ApiError with a stable code,
+rendered (and documented) in the one shape ErrorSerializer declares."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+from core.serializers import render
 
 
 class ApiError(Exception):
@@ -28,8 +34,27 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         super().__init__(self.message)
 
-    def as_dict(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+    def as_dict(self) -> dict[str, Any]:
+        return render(ErrorSerializer, self)
+
+
+class ErrorDetailSerializer(serializers.Serializer["ApiError"]):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `email_taken`.")
+    message = serializers.CharField(help_text="A sentence for people.")
+    # A declared field named like Serializer.fields: DRF's metaclass takes it out of the class.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.CharField(),
+        help_text="Per-field validation messages, keyed by field name (may be empty).",
+    )
+
+
+class ErrorSerializer(serializers.Serializer["ApiError"]):
+    """Every error of the API, whatever the status."""
+
+    error = ErrorDetailSerializer(source="*")
+
+    class Meta:
+        ref_name = "Error"
 
 
 class ValidationFailed(ApiError):

@@ -7,7 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -15,13 +15,14 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
 from core.paths import is_api_path
+from core.requests import GatewayRequest
 
 log = logging.getLogger("aigateway.request")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-Handler = Callable[[HttpRequest], HttpResponseBase]
-AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+Handler = Callable[[GatewayRequest], HttpResponseBase]
+AsyncHandler = Callable[[GatewayRequest], Awaitable[HttpResponseBase]]
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -29,43 +30,46 @@ def _request_id(request: HttpRequest) -> str:
     return incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
 
 
-def _finish(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
-    response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
-    user_id = getattr(request, "auth_user_id", None) or "-"
+def _start(request: GatewayRequest) -> float:
+    request.request_id = _request_id(request)
+    request.auth_user_id = None
+    return time.perf_counter()
+
+
+def _finish(request: GatewayRequest, response: HttpResponseBase, started: float) -> None:
+    response["X-Request-ID"] = request.request_id
     # The path only: query strings may carry things that are nobody's business in a log.
     log.info(
         "request id=%s method=%s path=%s status=%s duration_ms=%.1f user=%s",
-        request.request_id,  # type: ignore[attr-defined]
+        request.request_id,
         request.method,
         quote(request.path, safe="/"),  # percent-encoded: a path cannot start a new line
         response.status_code,
         (time.perf_counter() - started) * 1000,
-        user_id,
+        request.auth_user_id or "-",
     )
 
 
 @sync_and_async_middleware
 def request_log_middleware(get_response: Handler | AsyncHandler) -> Handler | AsyncHandler:
     if iscoroutinefunction(get_response):
-        async_response = get_response
+        async_response = cast(AsyncHandler, get_response)
 
-        async def middleware(request: HttpRequest) -> HttpResponseBase:
-            started = time.perf_counter()
-            request.request_id = _request_id(request)  # type: ignore[attr-defined]
+        async def middleware(request: GatewayRequest) -> HttpResponseBase:
+            started = _start(request)
             response = await async_response(request)
             _finish(request, response, started)
             return response
 
         return middleware
 
-    sync_response = get_response
+    sync_response = cast(Handler, get_response)
 
-    def sync_middleware(request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
-        request.request_id = _request_id(request)  # type: ignore[attr-defined]
+    def sync_middleware(request: GatewayRequest) -> HttpResponseBase:
+        started = _start(request)
         response = sync_response(request)
-        _finish(request, response, started)  # type: ignore[arg-type]
-        return response  # type: ignore[return-value]
+        _finish(request, response, started)
+        return response
 
     return sync_middleware
 
@@ -97,6 +101,8 @@ class InlineMiddleware:
     (signed-cookie sessions, cookie messages), so they run directly on the event loop.
     The JSON APIs (/api/, /v1/) authenticate with bearer tokens, never cookies, so they get
     only the security headers; pages get the whole set and a Content-Security-Policy.
+    Django's own classes cost twice the CPU on /api/ping and 38 % more on a chat request
+    (decision 38).
     """
 
     sync_capable = False
@@ -118,7 +124,7 @@ class InlineMiddleware:
         self.messages = MessageMiddleware(unused)
         self.xframe = XFrameOptionsMiddleware(unused)
 
-    async def __call__(self, request: HttpRequest) -> Any:
+    async def __call__(self, request: GatewayRequest) -> Any:
         # Django's stubs type these hooks for HttpResponse; they accept any response.
         early = self.security.process_request(request)
         if early is not None:

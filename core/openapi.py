@@ -13,11 +13,11 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import AllowAny
 
-from core.api import StrictSerializer
+from core.errors import ErrorSerializer
+from core.serializers import StrictSerializer
 
 # What each status means in this API, with the codes a client may see.
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -52,25 +52,6 @@ _HEADERS: dict[int, dict[str, Any]] = {
 }
 
 
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `email_taken`.")
-    message = serializers.CharField(help_text="A sentence for people.")
-    # A declared field named like Serializer.fields: DRF's metaclass takes it out of the class.
-    fields = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.CharField(),
-        help_text="Per-field validation messages, keyed by field name (may be empty).",
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error of the API, whatever the status."""
-
-    error = ErrorDetailSerializer()
-
-    class Meta:
-        ref_name = "Error"
-
-
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """Error responses for extend_schema(responses={..., **errors(409)})."""
     return {
@@ -80,28 +61,6 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 UPSTREAM_ERRORS = (429, 502, 503, 504)
-
-
-def integer(minimum: int, maximum: int) -> dict[str, Any]:
-    """A parameter type: a whole number within bounds."""
-    return {"type": "integer", "minimum": minimum, "maximum": maximum}
-
-
-def optional_choice(name: str, choices: tuple[str, ...]) -> OpenApiParameter:
-    """A query filter: one of choices; absent or empty means no filter."""
-    return OpenApiParameter(
-        name,
-        str,
-        enum=[*choices, ""],
-        required=False,
-        description="Absent or empty: no filter.",
-    )
-
-
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", integer(1, 1_000_000), description="From 1.", required=False),
-    OpenApiParameter("page_size", integer(1, 100), description="Default 20.", required=False),
-]
 
 
 class GatewaySchema(AutoSchema):

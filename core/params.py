@@ -3,15 +3,13 @@
 `str.isdigit()` is no test for a number: it accepts "²" (which int() then refuses) and
 "٣" (which int() quietly reads as 3), and int() of 4,301 digits raises; a number past
 INT64 reaches DuckDB as an overflow. Only ASCII digits, at most MAX_DIGITS of them, count.
-The API refuses anything else with a 400 naming the parameter; pages, where a person
-edits the address bar, clamp into range instead.
+The API refuses anything else with a 400 naming the parameter (QueryIntegerField in
+core.serializers); pages, where a person edits the address bar, clamp into range instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from core.errors import ValidationFailed
 
 MAX_DIGITS = 18  # every 18-digit number fits DuckDB's BIGINT
 MAX_PAGE = 1_000_000
@@ -22,22 +20,6 @@ def ascii_whole_number(raw: str) -> int | None:
     if not (0 < len(raw) <= MAX_DIGITS and raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
-
-
-def whole_number_param(
-    query: Mapping[str, str], name: str, *, default: int, minimum: int, maximum: int
-) -> int:
-    """For the API: the parameter within [minimum, maximum], its default when absent,
-    else ValidationFailed naming it."""
-    raw = query.get(name)
-    if raw is None:
-        return default
-    value = ascii_whole_number(raw)
-    if value is None or not minimum <= value <= maximum:
-        raise ValidationFailed(
-            fields={name: f"Must be a whole number from {minimum} to {maximum}."}
-        )
-    return value
 
 
 def clamped_whole_number_param(

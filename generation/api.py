@@ -12,42 +12,37 @@ from uuid import UUID
 from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_user
-from core.api import ApiView, page_params, paginated, validate
+from core.api import ApiView, validate
 from core.errors import ApiError, ValidationFailed
-from core.openapi import PAGE_PARAMETERS, UPSTREAM_ERRORS, errors, optional_choice
+from core.openapi import UPSTREAM_ERRORS, errors
 from core.params import ascii_whole_number
 from core.parsers import JsonBodyParser, MultipartBodyParser
+from core.serializers import Page, page_of, render
 from generation import services
-from generation.openapi import (
+from generation.serializers import (
     ChatAnswerSerializer,
-    GenerationPageSerializer,
+    ChatDoneSerializer,
+    ChatSerializer,
     GenerationSerializer,
+    HistoryQuerySerializer,
     ImageResultSerializer,
+    ImageSerializer,
     ModelListSerializer,
+    ModelQuerySerializer,
+    PollingUrlQuerySerializer,
     TextAnswerSerializer,
+    TextSerializer,
     VideoFromImageUploadSerializer,
     VideoFromImageUrlSerializer,
     VideoJobSerializer,
-)
-from generation.serializers import (
-    ChatSerializer,
-    ImageSerializer,
-    TextSerializer,
-    VideoFromImageSerializer,
     VideoSerializer,
-    fast_chat,
-    fast_text,
-    generation_json,
-    model_json,
-    video_job_json,
 )
 
-KINDS = ("text", "image", "video")
 STREAM_CHUNK = 256 * 1024
 
 
@@ -59,15 +54,13 @@ class ModelListView(ApiView):
     @extend_schema(
         tags=["ai"],
         summary="OpenRouter's models (cached), optionally of one kind",
-        parameters=[optional_choice("kind", KINDS)],
+        parameters=[ModelQuerySerializer],
         responses={200: ModelListSerializer, **errors(*UPSTREAM_ERRORS)},
     )
     async def get(self, request: Request) -> Response:
-        kind = request.query_params.get("kind") or None
-        if kind not in (None, *KINDS):
-            raise ValidationFailed(fields={"kind": "Must be text, image or video."})
+        kind = validate(ModelQuerySerializer, request.query_params).get("kind") or None
         models = await services.models_of_kind(kind, request_user(request))
-        return Response({"items": [model_json(m) for m in models]})
+        return Response(render(ModelListSerializer, {"items": models}))
 
 
 class TextView(ApiView):
@@ -78,15 +71,12 @@ class TextView(ApiView):
         responses={200: TextAnswerSerializer, **errors(*UPSTREAM_ERRORS)},
     )
     async def post(self, request: Request) -> Response:
-        data = fast_text(request.data) or validate(TextSerializer, request.data)
+        data = validate(TextSerializer, request.data)
         answer = await services.generate_text(
             request_user(request), data["model"], data["prompt"], data.get("system_prompt"),
             **_options(data, "temperature", "max_tokens"),
         )  # fmt: skip
-        return Response(
-            {"id": str(answer.generation_id), "text": answer.text, "model": answer.model,
-             "usage": answer.usage_json()}
-        )  # fmt: skip
+        return Response(render(TextAnswerSerializer, answer))
 
 
 class ChatView(ApiView):
@@ -107,18 +97,14 @@ class ChatView(ApiView):
         },
     )
     async def post(self, request: Request) -> Response | StreamingHttpResponse:
-        data = fast_chat(request.data) or validate(ChatSerializer, request.data)
+        data = validate(ChatSerializer, request.data)
         user = request_user(request)
         options = _options(data, "temperature", "max_tokens")
         if not data["stream"]:
             answer = await services.complete_chat(
                 user, data["model"], data["messages"], options=options
             )
-            return Response(
-                {"id": str(answer.generation_id), "model": answer.model,
-                 "message": {"role": "assistant", "content": answer.text},
-                 "usage": answer.usage_json()}
-            )  # fmt: skip
+            return Response(render(ChatAnswerSerializer, answer))
         events = services.stream_chat(user, data["model"], data["messages"], options=options)
         return await sse_response(events)
 
@@ -140,10 +126,7 @@ async def sse_response(events: AsyncIterator[Any]) -> StreamingHttpResponse:
             item = first
             while item is not None:
                 if isinstance(item, services.StreamDone):
-                    yield sse_event("done", {
-                        "id": str(item.generation_id), "model": item.answer.model,
-                        "usage": item.answer.usage_json(),
-                    })  # fmt: skip
+                    yield sse_event("done", render(ChatDoneSerializer, item))
                 else:
                     yield sse_event("delta", {"content": item})
                 item = await anext(events, None)
@@ -171,8 +154,7 @@ class ImageView(ApiView):
             request_user(request), data["model"], data["prompt"],
             options=_options(data, "aspect_ratio", "image_size", "size", "n"),
         )  # fmt: skip
-        body = generation_json(generation)
-        return Response({**body, "images": body["media"]}, status=201)
+        return Response(render(ImageResultSerializer, generation), status=201)
 
 
 VIDEO_OPTIONS = ("duration", "resolution", "aspect_ratio", "generate_audio", "seed")
@@ -191,7 +173,7 @@ class VideoView(ApiView):
             request_user(request), data["model"], data["prompt"],
             options=_options(data, *VIDEO_OPTIONS),
         )  # fmt: skip
-        return Response(video_job_json(job), status=202)
+        return Response(render(VideoJobSerializer, job), status=202)
 
 
 class VideoFromImageView(ApiView):
@@ -207,49 +189,44 @@ class VideoFromImageView(ApiView):
         responses={202: VideoJobSerializer, **errors(*UPSTREAM_ERRORS)},
     )
     async def post(self, request: Request) -> Response:
-        upload = request.FILES.get("image") if hasattr(request, "FILES") else None
-        fields = request.data
-        if isinstance(fields, Mapping):  # anything else is refused by validate() below
-            fields = {k: v for k, v in fields.items() if k != "image"}
-        if upload is not None:
-            fields = _coerce_form(fields)
-        data = validate(VideoFromImageSerializer, fields)
-        frame = await _first_frame(upload, data.get("image_url"))
+        if request.content_type.startswith("multipart/form-data"):
+            data = validate(VideoFromImageUploadSerializer, _form_values(request.data))
+            frame = await _uploaded_frame(data["image"])
+        else:
+            data = validate(VideoFromImageUrlSerializer, request.data)
+            frame = services.check_frame_image_url(
+                data["image_url"], int(settings.MAX_FRAME_IMAGE_BYTES)
+            )
         job = await services.submit_video(
             request_user(request), data["model"], data["prompt"],
             options=_options(data, *VIDEO_OPTIONS), first_frame=frame,
         )  # fmt: skip
-        return Response(video_job_json(job), status=202)
+        return Response(render(VideoJobSerializer, job), status=202)
 
 
-def _coerce_form(fields: dict[str, Any]) -> dict[str, Any]:
-    """Multipart fields are strings: turn the numeric and boolean ones into JSON types."""
-    coerced: dict[str, Any] = {}
+def _form_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Form fields are strings: the numeric and boolean ones as their JSON types, and an
+    empty optional field as no field."""
+    values: dict[str, Any] = {}
     for name, value in fields.items():
         number = ascii_whole_number(value) if isinstance(value, str) else None
         if name in ("duration", "seed") and number is not None:
-            coerced[name] = number
+            values[name] = number
         elif name == "generate_audio" and value in ("true", "false"):
-            coerced[name] = value == "true"
+            values[name] = value == "true"
         elif isinstance(value, str) and value == "" and name not in ("model", "prompt"):
             continue
         else:
-            coerced[name] = value
-    return coerced
+            values[name] = value
+    return values
 
 
-async def _first_frame(upload: Any, image_url: str | None) -> str:
+async def _uploaded_frame(upload: Any) -> str:
     limit = int(settings.MAX_FRAME_IMAGE_BYTES)
-    if upload is not None and image_url:
-        raise ValidationFailed(fields={"image": "Send an upload or an image_url, not both."})
-    if upload is not None:
-        if upload.size > limit:
-            raise ValidationFailed(fields={"image": f"The image is over {limit // 1_000_000} MB."})
-        data = await asyncio.to_thread(upload.read)
-        return services.frame_image_from_upload(data)
-    if image_url:
-        return services.check_frame_image_url(image_url, limit)
-    raise ValidationFailed(fields={"image": "Upload an image or give an image_url."})
+    if upload.size > limit:
+        raise ValidationFailed(fields={"image": f"The image is over {limit // 1_000_000} MB."})
+    data = await asyncio.to_thread(upload.read)
+    return services.frame_image_from_upload(data)
 
 
 class VideoJobView(ApiView):
@@ -260,7 +237,7 @@ class VideoJobView(ApiView):
     )
     async def get(self, request: Request, job_id: UUID) -> Response:
         job = await services.video_job(request_user(request), job_id)
-        return Response(video_job_json(job))
+        return Response(render(VideoJobSerializer, job))
 
 
 class VideoStatusView(ApiView):
@@ -269,17 +246,13 @@ class VideoStatusView(ApiView):
     @extend_schema(
         tags=["ai"],
         summary="A job's status by its polling URL (own jobs only; kept for compatibility)",
-        parameters=[OpenApiParameter("polling_url", str, required=True)],
+        parameters=[PollingUrlQuerySerializer],
         responses={200: VideoJobSerializer, **errors(404)},
     )
     async def get(self, request: Request) -> Response:
-        polling_url = request.query_params.get("polling_url", "")
-        if not polling_url or len(polling_url) > 2000:
-            raise ValidationFailed(
-                fields={"polling_url": "Give the polling_url of one of your jobs."}
-            )
+        polling_url = validate(PollingUrlQuerySerializer, request.query_params)["polling_url"]
         job = await services.video_job_by_polling_url(request_user(request), polling_url)
-        return Response(video_job_json(job))
+        return Response(render(VideoJobSerializer, job))
 
 
 class VideoContentView(ApiView):
@@ -297,25 +270,16 @@ class GenerationListView(ApiView):
     @extend_schema(
         tags=["history"],
         summary="Own generation history, newest first",
-        parameters=[
-            optional_choice("kind", ("text", "chat", "image", "video")),
-            *PAGE_PARAMETERS,
-        ],
-        responses={200: GenerationPageSerializer},
+        parameters=[HistoryQuerySerializer],
+        responses={200: page_of(GenerationSerializer)},
     )
     async def get(self, request: Request) -> Response:
-        page, page_size = page_params(request)
-        kind = request.query_params.get("kind") or None
-        if kind not in (None, "text", "chat", "image", "video"):
-            raise ValidationFailed(fields={"kind": "Must be text, chat, image or video."})
+        query = validate(HistoryQuerySerializer, request.query_params)
+        page, page_size = query["page"], query["page_size"]
         items, total = await services.list_history(
-            request_user(request), kind=kind, page=page, page_size=page_size
+            request_user(request), kind=query.get("kind") or None, page=page, page_size=page_size
         )
-        return Response(
-            paginated(
-                [generation_json(g) for g in items], total=total, page=page, page_size=page_size
-            )
-        )
+        return Response(render(page_of(GenerationSerializer), Page(items, total, page, page_size)))
 
 
 class GenerationDetailView(ApiView):
@@ -327,7 +291,7 @@ class GenerationDetailView(ApiView):
     )
     async def get(self, request: Request, generation_id: UUID) -> Response:
         generation = await services.get_history_item(request_user(request), generation_id)
-        return Response(generation_json(generation))
+        return Response(render(GenerationSerializer, generation))
 
 
 class MediaView(ApiView):

@@ -78,7 +78,8 @@ def _clean(html: str) -> str:
         "attribute_filter": _code_class,
         "set_tag_attribute_values": {"a": {"target": "_blank"}},
     }
-    return nh3.clean(html, **options)
+    cleaned: str = nh3.clean(html, **options)
+    return cleaned
 
 
 def render_markdown(text: str | None) -> SafeString:

@@ -1,41 +1,39 @@
+"""The generation API's shapes: each serializer validates or renders its shape and is what
+the OpenAPI schema shows for it."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from core.api import StrictCharField, StrictSerializer
-from core.clock import iso
+from core.serializers import (
+    ConstantField,
+    PageQuerySerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictFloatField,
+    StrictIntegerField,
+    StrictSerializer,
+    filter_choice,
+)
 from generation.openrouter import ModelInfo
 from generation.repository import Generation, VideoJob
+from generation.services import StreamDone, TextAnswer
 
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9", "9:21")
 IMAGE_SIZES = ("0.5K", "1K", "2K", "4K")
 VIDEO_RESOLUTIONS = ("480p", "720p", "768p", "1080p", "1K", "2K", "4K")
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
+MODEL_KINDS = ("text", "image", "video")
+GENERATION_KINDS = ("text", "chat", "image", "video")
+VIDEO_STATES = ("pending", "in_progress", "completed", "failed", "cancelled", "expired")
 
-
-class StrictBooleanField(serializers.BooleanField):
-    def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
-class StrictIntegerField(serializers.IntegerField):
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return int(super().to_internal_value(data))
-
-
-class StrictFloatField(serializers.FloatField):
-    def to_internal_value(self, data: Any) -> float:
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
-        return float(super().to_internal_value(data))
+# -- requests ------------------------------------------------------------------------------
 
 
 class ModelField(StrictCharField):
@@ -97,146 +95,183 @@ class VideoSerializer(StrictSerializer):
     seed = StrictIntegerField(required=False, min_value=0, max_value=2**31 - 1)
 
 
-class VideoFromImageSerializer(VideoSerializer):
-    image_url = StrictCharField(max_length=15_000_000, required=False)
+class VideoFromImageUrlSerializer(VideoSerializer):
+    """As JSON: the first frame by URL (https or a data: URL)."""
+
+    image_url = StrictCharField(max_length=15_000_000)
+
+    class Meta:
+        ref_name = "VideoFromImageUrl"
 
 
-def model_json(model: ModelInfo) -> dict[str, Any]:
-    return {
-        "id": model.id,
-        "name": model.name,
-        "kind": model.kind,
-        "context_length": model.context_length,
-        "pricing": model.pricing,
-        "input_modalities": list(model.input_modalities),
-        "output_modalities": list(model.output_modalities),
-    }
+class VideoFromImageUploadSerializer(VideoSerializer):
+    """As multipart/form-data: the first frame as an uploaded file."""
+
+    image = serializers.FileField(help_text="The first frame (PNG, JPEG, WebP).")
+
+    class Meta:
+        ref_name = "VideoFromImageUpload"
+
+
+class ModelQuerySerializer(serializers.Serializer[Any]):
+    kind = filter_choice(MODEL_KINDS)
+
+
+class HistoryQuerySerializer(PageQuerySerializer):
+    kind = filter_choice(GENERATION_KINDS)
+
+
+class PollingUrlQuerySerializer(serializers.Serializer[Any]):
+    polling_url = serializers.CharField(
+        max_length=2000, help_text="The polling_url of one of your own video jobs."
+    )
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+class ModelSerializer(serializers.Serializer[ModelInfo]):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=MODEL_KINDS)
+    context_length = serializers.IntegerField(allow_null=True)
+    pricing = serializers.DictField(
+        child=serializers.CharField(), help_text="USD per unit, as OpenRouter lists it."
+    )
+    input_modalities = serializers.ListField(child=serializers.CharField())
+    output_modalities = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        ref_name = "Model"
+
+
+class ModelListSerializer(serializers.Serializer[Mapping[str, Any]]):
+    items = ModelSerializer(many=True)
+
+
+class AnswerUsageSerializer(serializers.Serializer[TextAnswer]):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.SerializerMethodField()
+    cost = serializers.FloatField(allow_null=True, help_text="USD, as OpenRouter reported it.")
+
+    def get_total_tokens(self, answer: Any) -> int:
+        return int(answer.prompt_tokens + answer.completion_tokens)
+
+
+class TextAnswerSerializer(serializers.Serializer[TextAnswer]):
+    id = serializers.UUIDField(
+        source="generation_id", help_text="The generation's id in the history."
+    )
+    text = serializers.CharField(allow_blank=True)
+    model = serializers.CharField()
+    usage = AnswerUsageSerializer(source="*")
+
+
+class AssistantMessageSerializer(serializers.Serializer[TextAnswer]):
+    role = ConstantField("assistant")
+    content = serializers.CharField(source="text", allow_blank=True)
+
+
+class ChatAnswerSerializer(serializers.Serializer[TextAnswer]):
+    id = serializers.UUIDField(source="generation_id")
+    model = serializers.CharField()
+    message = AssistantMessageSerializer(source="*")
+    usage = AnswerUsageSerializer(source="*")
+
+
+class ChatDoneSerializer(serializers.Serializer[StreamDone]):
+    """The `done` event of a chat stream: renders a generation.services.StreamDone."""
+
+    id = serializers.UUIDField(source="generation_id")
+    model = serializers.CharField(source="answer.model")
+    usage = AnswerUsageSerializer(source="answer")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaLink:
+    url: str
+    type: str
+
+
+class MediaSerializer(serializers.Serializer[MediaLink]):
+    url = serializers.CharField(help_text="Our authenticated URL of the stored file.")
+    type = serializers.CharField(help_text="MIME type.")
 
 
 def media_url(generation_id: object, index: int) -> str:
     return f"/api/generations/{generation_id}/media/{index}"
 
 
-def generation_json(generation: Generation) -> dict[str, Any]:
-    return {
-        "id": str(generation.id),
-        "kind": generation.kind,
-        "model": generation.model,
-        "prompt": generation.prompt,
-        "params": generation.params,
-        "status": generation.status,
-        "text": generation.output_text,
-        "media": [
-            {"url": media_url(generation.id, index), "type": media.type}
+class StoredMediaField(serializers.ListField):
+    """A generation's stored files, as links to our own authenticated URLs."""
+
+    child = MediaSerializer()
+
+    def get_attribute(self, generation: Generation) -> list[MediaLink]:
+        return [
+            MediaLink(media_url(generation.id, index), media.type)
             for index, media in enumerate(generation.media)
-        ],
-        "error": (
-            {"code": generation.error_code, "message": generation.error_message}
-            if generation.error_code
-            else None
-        ),
-        "usage": {
-            "prompt_tokens": generation.tokens_in,
-            "completion_tokens": generation.tokens_out,
-            "cost": generation.cost,
-        },
-        "created_at": iso(generation.created_at),
-        "finished_at": iso(generation.finished_at),
-    }
+        ]
 
 
-def video_job_json(job: VideoJob) -> dict[str, Any]:
-    return {
-        "id": str(job.id),
-        "status": job.status,
-        "model": job.model,
-        "polling_url": job.polling_url,
-        "error": job.error,
-        "cost": job.cost,
-        "video_url": f"/api/generate/video/{job.id}/content" if job.video_file else None,
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "completed_at": iso(job.completed_at),
-    }
+class GenerationErrorSerializer(serializers.Serializer[Generation]):
+    """A failed generation's error; null when it did not fail."""
+
+    code = serializers.CharField(source="error_code")
+    message = serializers.CharField(source="error_message", allow_null=True)
+
+    def get_attribute(self, generation: Generation) -> Generation | None:
+        return generation if generation.error_code else None
 
 
-# -- fast path --------------------------------------------------------------------------
-# DRF builds and deep-copies every field of a serializer per request (~0.3 ms for the chat
-# body). Text and chat are the hot paths, so a plainly valid body is accepted by these
-# checks, which are never looser than the serializers above; anything unusual returns
-# None and the serializer validates it and words the errors.
-
-_MODEL_ID = re.compile(MODEL_ID)
-_TEXT_KEYS = frozenset({"model", "prompt", "system_prompt", "temperature", "max_tokens"})
-_CHAT_KEYS = frozenset({"model", "messages", "temperature", "max_tokens", "stream"})
-_ROLES = frozenset({"system", "user", "assistant"})
+class GenerationUsageSerializer(serializers.Serializer[Generation]):
+    prompt_tokens = serializers.IntegerField(source="tokens_in", allow_null=True)
+    completion_tokens = serializers.IntegerField(source="tokens_out", allow_null=True)
+    cost = serializers.FloatField(allow_null=True)
 
 
-def _plain_text(value: Any, max_length: int) -> bool:
-    """A non-empty str within max_length without NUL or lone surrogates (DRF refuses both)."""
-    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+class GenerationSerializer(serializers.Serializer[Generation]):
+    id = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=GENERATION_KINDS)
+    model = serializers.CharField()
+    prompt = serializers.CharField(allow_blank=True)
+    params = serializers.DictField()
+    status = serializers.CharField()
+    text = serializers.CharField(source="output_text", allow_null=True, allow_blank=True)
+    media = StoredMediaField()
+    error = GenerationErrorSerializer(source="*", allow_null=True)
+    usage = GenerationUsageSerializer(source="*")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "Generation"
 
 
-def _sampling_ok(data: dict[str, Any]) -> bool:
-    temperature = data.get("temperature")
-    if temperature is not None and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not 0 <= temperature <= 2
-    ):
-        return False
-    max_tokens = data.get("max_tokens")
-    return max_tokens is None or (type(max_tokens) is int and 1 <= max_tokens <= 200_000)
+class ImageResultSerializer(GenerationSerializer):
+    images = StoredMediaField(help_text="The same as media.")
+
+    class Meta:
+        ref_name = "ImageResult"
 
 
-def _model_ok(model: Any) -> bool:
-    return isinstance(model, str) and model == model.strip() and bool(_MODEL_ID.fullmatch(model))
+class VideoJobSerializer(serializers.Serializer[VideoJob]):
+    id = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=VIDEO_STATES)
+    model = serializers.CharField()
+    polling_url = serializers.CharField()
+    error = serializers.CharField(allow_null=True)
+    cost = serializers.FloatField(allow_null=True)
+    video_url = serializers.SerializerMethodField(
+        help_text="Our URL of the stored video, once it is downloaded."
+    )
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
 
+    class Meta:
+        ref_name = "VideoJob"
 
-def fast_text(data: Any) -> dict[str, Any] | None:
-    """A TextSerializer-valid body as validated data, or None to let the serializer decide."""
-    if not isinstance(data, dict) or not data.keys() <= _TEXT_KEYS or None in data.values():
-        return None
-    system_prompt = data.get("system_prompt")
-    if not (
-        _model_ok(data.get("model"))
-        and _plain_text(data.get("prompt"), 100_000)
-        and (system_prompt is None or _plain_text(system_prompt, 20_000))
-        and _sampling_ok(data)
-    ):
-        return None
-    return dict(data)
-
-
-def fast_chat(data: Any) -> dict[str, Any] | None:
-    """A ChatSerializer-valid body as validated data, or None to let the serializer decide."""
-    if not isinstance(data, dict) or not data.keys() <= _CHAT_KEYS or None in data.values():
-        return None
-    messages = data.get("messages")
-    if not isinstance(messages, list) or not 1 <= len(messages) <= 200:
-        return None
-    has_user = False
-    for message in messages:
-        if not (
-            isinstance(message, dict)
-            and message.keys() == {"role", "content"}
-            and isinstance(message["role"], str)
-            and message["role"] in _ROLES
-            and _plain_text(message["content"], 100_000)
-        ):
-            return None
-        has_user = has_user or message["role"] == "user"
-    stream = data.get("stream", False)
-    if not has_user or not isinstance(stream, bool):
-        return None
-    if not (_model_ok(data.get("model")) and _sampling_ok(data)):
-        return None
-    return {**data, "messages": [dict(m) for m in messages], "stream": stream}
+    def get_video_url(self, job: VideoJob) -> str | None:
+        return f"/api/generate/video/{job.id}/content" if job.video_file else None

@@ -73,14 +73,6 @@ class TextAnswer:
             row.cost,
         )  # fmt: skip
 
-    def usage_json(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "cost": self.cost,
-        }
-
 
 def chat_payload(
     model: str, messages: Sequence[Mapping[str, str]], options: Mapping[str, Any]

@@ -11,7 +11,6 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.http import (
-    HttpRequest,
     HttpResponse,
     HttpResponseBase,
     StreamingHttpResponse,
@@ -20,7 +19,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.web import current_user, login_required
+from accounts.decorators import login_required
+from accounts.sessions import PageRequest, current_user
 from core.api import json_error
 from core.db import get_database
 from core.errors import ApiError, ValidationFailed
@@ -63,8 +63,8 @@ def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
 
 
 @require_GET
-async def home(request: HttpRequest) -> HttpResponse:
-    user = getattr(request, "gateway_user", None)
+async def home(request: PageRequest) -> HttpResponse:
+    user = request.gateway_user
     if user is None:
         return render(request, "generation/landing.html")
     await get_recorder().flush()
@@ -79,7 +79,7 @@ async def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-async def generate_index(request: HttpRequest) -> HttpResponse:
+async def generate_index(request: PageRequest) -> HttpResponse:
     return redirect("generate-text")
 
 
@@ -88,7 +88,7 @@ async def generate_index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_text(request: HttpRequest) -> HttpResponse:
+async def generate_text(request: PageRequest) -> HttpResponse:
     models, problem = await _catalogue("text")
     form = TextForm(request.POST or None, models=models)
     answer = None
@@ -102,13 +102,13 @@ async def generate_text(request: HttpRequest) -> HttpResponse:
         except ApiError as exc:
             apply_api_error(form, exc)
     context = {"form": form, "answer": answer, "problem": problem}
-    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"  # type: ignore[attr-defined]
+    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"
     return render(request, template, context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_image(request: HttpRequest) -> HttpResponse:
+async def generate_image(request: PageRequest) -> HttpResponse:
     models, problem = await _catalogue("image")
     form = ImageForm(request.POST or None, models=models)
     generation = None
@@ -127,7 +127,7 @@ async def generate_image(request: HttpRequest) -> HttpResponse:
         else []
     )
     context = {"form": form, "generation": generation, "images": images, "problem": problem}
-    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"  # type: ignore[attr-defined]
+    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"
     return render(request, template, context)
 
 
@@ -136,7 +136,7 @@ async def generate_image(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-async def generate_video(request: HttpRequest) -> HttpResponse:
+async def generate_video(request: PageRequest) -> HttpResponse:
     tab = "image" if (request.POST or request.GET).get("tab") == "image" else "text"
     models, problem = await _catalogue("video")
     form_class = VideoFromImageForm if tab == "image" else VideoForm
@@ -171,7 +171,7 @@ async def _first_frame(data: dict[str, Any]) -> str:
 
 @login_required
 @require_GET
-async def video_job_page(request: HttpRequest, job_id: UUID) -> HttpResponse:
+async def video_job_page(request: PageRequest, job_id: UUID) -> HttpResponse:
     job = await services.video_job(current_user(request), job_id)
     generation = await services.get_history_item(current_user(request), job_id)
     return render(request, "generation/video_job.html", {"job": job, "generation": generation})
@@ -179,21 +179,21 @@ async def video_job_page(request: HttpRequest, job_id: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-async def video_job_status(request: HttpRequest, job_id: UUID) -> HttpResponse:
+async def video_job_status(request: PageRequest, job_id: UUID) -> HttpResponse:
     job = await services.video_job(current_user(request), job_id)
     return render(request, "generation/_video_status.html", {"job": job})
 
 
 @login_required
 @require_GET
-async def video_file_page(request: HttpRequest, job_id: UUID) -> StreamingHttpResponse:
+async def video_file_page(request: PageRequest, job_id: UUID) -> StreamingHttpResponse:
     path, media_type = await services.video_file(current_user(request), job_id)
     return file_response(path, media_type)
 
 
 @login_required
 @require_GET
-async def media(request: HttpRequest, generation_id: UUID, index: int) -> StreamingHttpResponse:
+async def media(request: PageRequest, generation_id: UUID, index: int) -> StreamingHttpResponse:
     path, media_type = await services.media_file(current_user(request), generation_id, index)
     return file_response(path, media_type)
 
@@ -203,7 +203,7 @@ async def media(request: HttpRequest, generation_id: UUID, index: int) -> Stream
 
 @login_required
 @require_GET
-async def history(request: HttpRequest) -> HttpResponse:
+async def history(request: PageRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
     if kind not in (None, "text", "chat", "image", "video"):
         kind = None
@@ -251,7 +251,7 @@ async def _history_entries(user: Any, items: list[Generation]) -> list[HistoryEn
 
 @login_required
 @require_GET
-async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -> HttpResponse:
     user = current_user(request)
     conversation = (
         await conversations.get_conversation(user, conversation_id) if conversation_id else None
@@ -260,7 +260,7 @@ async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -
         "conversation": conversation,
         "conversations": await conversations.list_conversations(user),
     }
-    if request.htmx:  # type: ignore[attr-defined]
+    if request.htmx:
         # After an answer: the sidebar and the conversation's heading, without a reload.
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
     models, problem = ([], None) if conversation else await _catalogue("text")
@@ -268,7 +268,7 @@ async def chat_page(request: HttpRequest, conversation_id: UUID | None = None) -
     return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
 
 
-async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conversations.Turn:
+async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conversations.Turn:
     """The admitted turn of a chat POST (a new conversation starts only once admitted)."""
     user = current_user(request)
     conversation = None
@@ -289,7 +289,7 @@ async def _chat_turn(request: HttpRequest, conversation_id: UUID | None) -> conv
 @login_required
 @require_POST
 async def chat_stream(
-    request: HttpRequest, conversation_id: UUID | None = None
+    request: PageRequest, conversation_id: UUID | None = None
 ) -> HttpResponseBase:
     """The chat page's answer as Server-Sent Events of sanitised HTML (see _answer_stream).
     Whenever a conversation exists, X-Conversation-Id and -Url name it, failures included."""
@@ -343,7 +343,7 @@ async def _answer_stream(turn: AsyncIterator[Any]) -> StreamingHttpResponse:
 
 @login_required
 @require_POST
-async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -> HttpResponse:
+async def chat_send(request: PageRequest, conversation_id: UUID | None = None) -> HttpResponse:
     """Without JavaScript: answer in one piece, then show the conversation again."""
     turn = None
     try:
@@ -357,7 +357,7 @@ async def chat_send(request: HttpRequest, conversation_id: UUID | None = None) -
 
 @login_required
 @require_POST
-async def chat_delete(request: HttpRequest, conversation_id: UUID) -> HttpResponse:
+async def chat_delete(request: PageRequest, conversation_id: UUID) -> HttpResponse:
     await conversations.delete_conversation(current_user(request), conversation_id)
     messages.success(request, "The conversation was deleted.")
     return redirect("chat")

@@ -57,7 +57,7 @@ def test_an_unexpected_bug_is_a_500_in_the_error_shape_without_details(alice, mo
     def boom(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api, "user_json", boom)
+    monkeypatch.setattr(api, "request_user", boom)
     response = alice.client.call("GET", "/api/users/me")
     assert response.status_code == 500
     assert error_code(response) == "internal_error"

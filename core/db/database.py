@@ -295,7 +295,8 @@ class DuckDBDatabase(Database):
         """
         if threading.get_ident() == self._writer_thread_id:
             raise DatabaseError("write() called from inside a write function: pass the Tx along.")
-        return self._submit(fn, args, kwargs).result()
+        result: T = self._submit(fn, args, kwargs).result()
+        return result
 
     async def awrite(
         self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs

@@ -5,22 +5,20 @@ same DRF classes); only the error shape is OpenAI's (generation.openai_api.error
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_user
-from core.api import ApiView, flatten_errors
-from core.errors import ValidationFailed
+from core.api import ApiView, validate
+from core.serializers import render
 from generation.openai_api import services
 from generation.openai_api.errors import openai_exception_handler
 from generation.openai_api.serializers import (
@@ -36,7 +34,6 @@ from generation.openai_api.serializers import (
 )
 from generation.openrouter import ModelInfo
 
-S = TypeVar("S", bound=serializers.Serializer)
 TAG = "openai"
 ERROR_DESCRIPTIONS = {
     400: "Invalid request (`invalid_request_error`): unknown or malformed fields; `param` "
@@ -72,25 +69,6 @@ class OpenAIView(ApiView):
 
     def get_exception_handler(self) -> Callable[..., Any]:
         return openai_exception_handler
-
-
-@functools.cache
-def shared(serializer_class: type[S]) -> S:
-    """One instance per shape: DRF deep-copies every declared field into each new instance
-    (the chat request's nested shapes cost more than the rest of the request), and
-    run_validation()/to_representation() keep no state on the instance."""
-    return serializer_class()
-
-
-def validate(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
-    try:
-        return dict(shared(serializer_class).run_validation(data))
-    except serializers.ValidationError as exc:
-        raise ValidationFailed(fields=flatten_errors(exc.detail)) from None
-
-
-def render(serializer_class: type[serializers.Serializer], instance: Any) -> dict[str, Any]:
-    return dict(shared(serializer_class).to_representation(instance))
 
 
 def model_object(model: ModelInfo) -> dict[str, Any]:

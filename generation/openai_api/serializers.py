@@ -17,13 +17,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from core.api import StrictCharField, StrictSerializer
-from generation.serializers import (
-    ModelField,
+from core.serializers import (
     StrictBooleanField,
+    StrictCharField,
     StrictFloatField,
     StrictIntegerField,
+    StrictSerializer,
 )
+from generation.serializers import ModelField
 
 MAX_MESSAGES = 1000
 MAX_TEXT = 1_000_000  # the body limit (MAX_JSON_BODY_BYTES) is the real bound
@@ -87,7 +88,9 @@ class LeanSerializer(StrictSerializer):
                 yield field
 
 
-def _strict_list(child: serializers.Field, **kwargs: Any) -> serializers.ListField:
+def _strict_list(
+    child: serializers.Field[Any, Any, Any, Any], **kwargs: Any
+) -> serializers.ListField:
     return serializers.ListField(child=child, **kwargs)
 
 
@@ -124,7 +127,7 @@ class ContentPartSerializer(LeanSerializer):
         "description": "Text, or a list of text and image_url parts.",
     }
 )
-class MessageContentField(serializers.Field):
+class MessageContentField(serializers.Field[Any, Any, Any, Any]):
     """A string, a list of content parts, or null (an assistant turn that called tools)."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -223,7 +226,7 @@ class NamedToolChoiceSerializer(LeanSerializer):
         ]
     }
 )
-class ToolChoiceField(serializers.Field):
+class ToolChoiceField(serializers.Field[Any, Any, Any, Any]):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str):
             if data not in ("none", "auto", "required"):
@@ -263,7 +266,7 @@ class ResponseFormatSerializer(LeanSerializer):
         ]
     }
 )
-class StopField(serializers.Field):
+class StopField(serializers.Field[Any, Any, Any, Any]):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_null=True, required=False, **kwargs)
 
@@ -367,7 +370,7 @@ class ChatCompletionRequestSerializer(LeanSerializer):
         "description": "Text, texts, tokens or token lists (at most 2,048 inputs).",
     }
 )
-class EmbeddingInputField(serializers.Field):
+class EmbeddingInputField(serializers.Field[Any, Any, Any, Any]):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, str) and data:
             return data
@@ -437,7 +440,7 @@ class ImageGenerationRequestSerializer(LeanSerializer):
 # -- responses ---------------------------------------------------------------------------------
 
 
-class ModelObjectSerializer(serializers.Serializer):
+class ModelObjectSerializer(serializers.Serializer[Any]):
     # Renders a generation.openrouter.ModelInfo (plus `created` and `owned_by`).
     id = serializers.CharField()
     object = serializers.SerializerMethodField()
@@ -455,7 +458,7 @@ class ModelObjectSerializer(serializers.Serializer):
         return "model"
 
 
-class ModelListObjectSerializer(serializers.Serializer):
+class ModelListObjectSerializer(serializers.Serializer[Any]):
     object = serializers.SerializerMethodField()
     # A declared field named like Serializer.data: DRF's metaclass takes it out of the class.
     data = ModelObjectSerializer(many=True)  # type: ignore[assignment]
@@ -467,7 +470,7 @@ class ModelListObjectSerializer(serializers.Serializer):
         return "list"
 
 
-class AssistantMessageSerializer(serializers.Serializer):
+class AssistantMessageSerializer(serializers.Serializer[Any]):
     role = serializers.CharField()
     content = serializers.CharField(allow_null=True, allow_blank=True)
     tool_calls = ToolCallSerializer(many=True, required=False)
@@ -477,7 +480,7 @@ class AssistantMessageSerializer(serializers.Serializer):
         ref_name = "OpenAIAssistantMessage"
 
 
-class ChoiceSerializer(serializers.Serializer):
+class ChoiceSerializer(serializers.Serializer[Any]):
     index = serializers.IntegerField()
     message = AssistantMessageSerializer()
     finish_reason = serializers.CharField(allow_null=True)
@@ -486,7 +489,7 @@ class ChoiceSerializer(serializers.Serializer):
         ref_name = "ChatCompletionChoice"
 
 
-class CompletionUsageSerializer(serializers.Serializer):
+class CompletionUsageSerializer(serializers.Serializer[Any]):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
@@ -496,7 +499,7 @@ class CompletionUsageSerializer(serializers.Serializer):
         ref_name = "CompletionUsage"
 
 
-class ChatCompletionSerializer(serializers.Serializer):
+class ChatCompletionSerializer(serializers.Serializer[Any]):
     """`chat.completion`: OpenRouter's answer with the gateway's generation id as `id`."""
 
     id = serializers.CharField(help_text="The generation's id in the gateway's history.")
@@ -510,7 +513,7 @@ class ChatCompletionSerializer(serializers.Serializer):
         ref_name = "ChatCompletion"
 
 
-class EmbeddingObjectSerializer(serializers.Serializer):
+class EmbeddingObjectSerializer(serializers.Serializer[Any]):
     object = serializers.ChoiceField(choices=("embedding",))
     index = serializers.IntegerField()
     embedding = serializers.JSONField(
@@ -521,13 +524,13 @@ class EmbeddingObjectSerializer(serializers.Serializer):
         ref_name = "Embedding"
 
 
-class EmbeddingUsageSerializer(serializers.Serializer):
+class EmbeddingUsageSerializer(serializers.Serializer[Any]):
     prompt_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
     cost = serializers.FloatField(allow_null=True, help_text="USD, as OpenRouter charged it.")
 
 
-class EmbeddingListSerializer(serializers.Serializer):
+class EmbeddingListSerializer(serializers.Serializer[Any]):
     object = serializers.ChoiceField(choices=("list",))
     data = EmbeddingObjectSerializer(many=True)  # type: ignore[assignment]
     model = serializers.CharField()
@@ -537,7 +540,7 @@ class EmbeddingListSerializer(serializers.Serializer):
         ref_name = "EmbeddingList"
 
 
-class ImageDataSerializer(serializers.Serializer):
+class ImageDataSerializer(serializers.Serializer[Any]):
     b64_json = serializers.CharField(required=False, help_text="With response_format b64_json.")
     url = serializers.CharField(
         required=False, help_text="With response_format url: the gateway's, same key."
@@ -547,7 +550,7 @@ class ImageDataSerializer(serializers.Serializer):
         ref_name = "OpenAIImage"
 
 
-class ImagesResponseSerializer(serializers.Serializer):
+class ImagesResponseSerializer(serializers.Serializer[Any]):
     created = serializers.IntegerField()
     data = ImageDataSerializer(many=True)  # type: ignore[assignment]
 
@@ -555,14 +558,14 @@ class ImagesResponseSerializer(serializers.Serializer):
         ref_name = "ImagesResponse"
 
 
-class OpenAIErrorDetailSerializer(serializers.Serializer):
+class OpenAIErrorDetailSerializer(serializers.Serializer[Any]):
     message = serializers.CharField()
     type = serializers.CharField(help_text="invalid_request_error, authentication_error, …")
     param = serializers.CharField(allow_null=True, help_text="The field at fault, if one is.")
     code = serializers.CharField(allow_null=True, help_text="The gateway's stable code.")
 
 
-class OpenAIErrorSerializer(serializers.Serializer):
+class OpenAIErrorSerializer(serializers.Serializer[Any]):
     """Every error of /v1/, in OpenAI's shape."""
 
     error = OpenAIErrorDetailSerializer()

@@ -26,6 +26,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 from core.params import ascii_whole_number
 from core.parsers import load_json
 
+from .api_base import ApiBase
 from .errors import (
     TRANSPORT_ERRORS,
     OpenRouterError,
@@ -59,7 +60,6 @@ from .results import (
     video_status,
 )
 from .sse import Comment, EventDataDecoder
-from .urls import ApiBase
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +208,9 @@ class OpenRouterClient:
             follow_redirects=False,  # a redirect must never carry the key elsewhere
         )
         # One client serves every user: a cookie set by the upstream (or a proxy in front of
-        # it) must not travel from one user's request to the next. Keeping no jar also
-        # skips cookie parsing on every response (~0.1 ms).
+        # it) must not travel from one user's request to the next. httpx's own way (a
+        # CookieJar that keeps nothing, passed as cookies=) still runs its cookie code on
+        # every response: 15 % more CPU per chat request at c=64 (decision 38), so no jar.
         self._http._cookies = _NoCookies()  # the public setter would copy it into a plain jar
 
     def __repr__(self) -> str:
@@ -575,7 +576,7 @@ class OpenRouterClient:
             # Waiting longer than max_retry_wait inside a request helps nobody: give up and
             # let the client see Retry-After instead.
             return exc.wait_hint if exc.wait_hint <= self._max_retry_wait else None
-        backoff = self._retry_backoff * 2 ** (attempt - 1)
+        backoff = self._retry_backoff * 2.0 ** (attempt - 1)
         jitter = 0.5 + random.random() / 2  # noqa: S311 - spreading retries, not a secret
         return min(self._max_retry_wait, backoff * jitter)
 

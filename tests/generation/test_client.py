@@ -25,9 +25,9 @@ from generation.openrouter import (
     get_openrouter_client,
     reset_openrouter_client,
 )
+from generation.openrouter.api_base import ApiBase
 from generation.openrouter.errors import parse_retry_after
 from generation.openrouter.sse import Comment, EventDataDecoder
-from generation.openrouter.urls import ApiBase
 
 KEY = "sk-or-v1-0123456789abcdef-test-secret"
 BASE = "http://openrouter.test/api/v1"

@@ -464,6 +464,25 @@ def test_video_from_an_image_url_passes_the_url_through(alice, stub):
     assert frame["image_url"]["url"] == "https://example.com/a.png"
 
 
+def test_video_from_an_image_takes_an_upload_or_a_url_as_its_schema_says(alice, stub):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    as_json = alice.client.call(
+        "POST", "/api/generate/video/from-image", {"model": "google/veo-3.1-fast", "prompt": "move"}
+    )
+    assert as_json.status_code == 400
+    assert set(as_json.json()["error"]["fields"]) == {"image_url"}
+    upload = SimpleUploadedFile("frame.png", PNG_1PX, content_type="image/png")
+    both = alice.client.post(
+        "/api/generate/video/from-image",
+        {"model": "google/veo-3.1-fast", "prompt": "move", "image": upload, "image_url": "x"},
+        headers={"Authorization": f"Bearer {alice.access}"},
+    )
+    assert both.status_code == 400
+    assert set(both.json()["error"]["fields"]) == {"image_url"}
+    assert stub.requests("/api/v1/videos") == []
+
+
 @pytest.mark.parametrize(
     ("name", "data"),
     [("evil.png", b"<script>alert(1)</script>"), ("../../etc/passwd", b"GIF89a....")],
