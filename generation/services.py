@@ -17,7 +17,7 @@ from accounts.repository import User
 from core.clock import utcnow
 from core.db import Tx, get_database
 from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
-from generation import ledger
+from generation import ledger, limits, pricing, spend
 from generation import repository as repo
 from generation.catalog import list_models
 from generation.ledger import Admission
@@ -48,9 +48,14 @@ ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
 NATIVE_KINDS = ("text", "image", "video")  # embeddings are served by /v1/embeddings only
 
 
-async def models_of_kind(kind: str | None, user: User | None = None) -> list[ModelInfo]:
-    models = await list_models(user.id if user else None)
-    return [m for m in models if m.kind == kind or (kind is None and m.kind in NATIVE_KINDS)]
+async def models_of_kind(kind: str | None, user: User) -> list[ModelInfo]:
+    """The catalogue's models of a kind (every native kind for None) the user may call."""
+    models = await list_models(user.id)
+    allowed = await limits.limits_for(user)
+    return [
+        m for m in models
+        if (m.kind == kind or (kind is None and m.kind in NATIVE_KINDS)) and allowed.allows(m.id)
+    ]  # fmt: skip
 
 
 # -- text and chat ----------------------------------------------------------------------
@@ -96,7 +101,14 @@ async def complete_chat(
     options: Mapping[str, Any] | None = None,
 ) -> TextAnswer:
     """One non-streaming chat completion (admitted, run and settled)."""
-    return await answer_chat(await ledger.admit(user, "chat", model), messages, options=options)
+    admission = await ledger.admit(user, "chat", model, _chat_demand(messages, options))
+    return await answer_chat(admission, messages, options=options)
+
+
+def _chat_demand(
+    messages: Sequence[Mapping[str, str]], options: Mapping[str, Any] | None
+) -> pricing.Demand:
+    return pricing.chat_demand(messages, max_tokens=(options or {}).get("max_tokens"))
 
 
 async def answer_chat(
@@ -113,7 +125,7 @@ async def answer_chat(
     prompt = _last_user_message(messages)
     async with ledger.run(admission, prompt, options, conversation_id=conversation_id) as call:
         result = await get_openrouter_client().chat(
-            chat_payload(model, messages, options), user=call.upstream_user
+            admission.cap(chat_payload(model, messages, options)), user=call.upstream_user
         )
         call.answered(
             model=result.model, latency_ms=result.latency_ms, usage=result.usage,
@@ -125,9 +137,9 @@ async def answer_chat(
 async def generate_text(
     user: User, model: str, prompt: str, system_prompt: str | None = None, **options: Any
 ) -> TextAnswer:
-    admission = await ledger.admit(user, "text", model)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
+    admission = await ledger.admit(user, "text", model, _chat_demand(messages, options))
     return await answer_chat(admission, messages, options=options)
 
 
@@ -145,7 +157,7 @@ async def stream_chat(
     options: Mapping[str, Any] | None = None,
 ) -> AsyncGenerator[str | StreamDone, None]:
     """A streamed chat completion: admitted when the first piece is asked for."""
-    admission = await ledger.admit(user, "chat", model)
+    admission = await ledger.admit(user, "chat", model, _chat_demand(messages, options))
     async with aclosing(stream_answer(admission, messages, options=options)) as pieces:
         async for piece in pieces:
             yield piece
@@ -163,7 +175,7 @@ async def stream_answer(
     rows are committed."""
     options = dict(options or {})
     model = admission.model.id
-    payload = {**chat_payload(model, messages, options), "stream": True}
+    payload = admission.cap({**chat_payload(model, messages, options), "stream": True})
     prompt = _last_user_message(messages)
     end: StreamEnd | None = None
     async with (
@@ -194,7 +206,7 @@ async def generate_image(
 ) -> Generation:
     """Pick the upstream path from the catalogue: models that also write text use chat
     completions with modalities ["image", "text"]; image-only models the Image API."""
-    admission = await ledger.admit(user, "image", model)
+    admission = await ledger.admit(user, "image", model, pricing.image_demand(prompt, options))
     client = get_openrouter_client()
     image_config = {k: options[k] for k in ("aspect_ratio", "image_size") if options.get(k)}
     async with ledger.run(admission, prompt, options) as call:
@@ -276,7 +288,7 @@ async def submit_video(
     first_frame: str | None = None,
 ) -> VideoJob:
     """Start an upstream video job; its row and the job are committed before answering."""
-    admission = await ledger.admit(user, "video", model)
+    admission = await ledger.admit(user, "video", model, pricing.video_demand(prompt, options))
     payload: dict[str, Any] = {"model": model, "prompt": prompt}
     for name in ("duration", "resolution", "aspect_ratio", "generate_audio", "seed"):
         if options.get(name) is not None:
@@ -295,8 +307,9 @@ async def submit_video(
             polling_url=upstream.polling_url, status=upstream.status, error=upstream.error,
             cost=upstream.cost, upstream_generation_id=upstream.generation_id, video_file=None,
             created_at=now, updated_at=now, last_polled_at=now,
-            completed_at=now if terminal else None, reserved_cost=admission.reserved_cost,
+            completed_at=now if terminal else None, reserved_cost=admission.held or None,
         )  # fmt: skip
+        call.holds_reservation = not terminal  # released when the job ends
         call.answered(
             model=None, latency_ms=upstream.latency_ms, status=upstream.status,
             error_message=upstream.error, finished_at=now if terminal else None,
@@ -442,6 +455,11 @@ async def _save_job(
             )  # fmt: skip
         if usage is not None:
             repo.insert_usage(tx, [usage])
+        ended = updated is not None and updated.is_terminal and not job.is_terminal
+        spend.note_booked(
+            tx, job.user_id, released=(updated.reserved_cost or 0.0) if ended and updated else 0.0,
+            cost=usage.cost if usage else None, at=usage.occurred_at if usage else None,
+        )  # fmt: skip
         return updated
 
     return await get_database().awrite(save)

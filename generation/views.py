@@ -46,10 +46,10 @@ HISTORY_PAGE_SIZE = 12
 RENDER_INTERVAL = 0.05  # seconds between re-renders of a growing chat answer
 
 
-async def _catalogue(kind: str) -> tuple[list[ModelInfo], str | None]:
-    """Models for a picker, or an explanation of why there are none."""
+async def _catalogue(request: PageRequest, kind: str) -> tuple[list[ModelInfo], str | None]:
+    """The models the user may pick, or an explanation of why there are none."""
     try:
-        models = await services.models_of_kind(kind)
+        models = await services.models_of_kind(kind, current_user(request))
     except ApiError as exc:
         return [], exc.message
     return models, None if models else f"The provider lists no {kind} models."
@@ -89,7 +89,7 @@ async def generate_index(request: PageRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 async def generate_text(request: PageRequest) -> HttpResponse:
-    models, problem = await _catalogue("text")
+    models, problem = await _catalogue(request, "text")
     form = TextForm(request.POST or None, models=models)
     answer = None
     if request.method == "POST" and form.is_valid():
@@ -109,7 +109,7 @@ async def generate_text(request: PageRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 async def generate_image(request: PageRequest) -> HttpResponse:
-    models, problem = await _catalogue("image")
+    models, problem = await _catalogue(request, "image")
     form = ImageForm(request.POST or None, models=models)
     generation = None
     if request.method == "POST" and form.is_valid():
@@ -138,7 +138,7 @@ async def generate_image(request: PageRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 async def generate_video(request: PageRequest) -> HttpResponse:
     tab = "image" if (request.POST or request.GET).get("tab") == "image" else "text"
-    models, problem = await _catalogue("video")
+    models, problem = await _catalogue(request, "video")
     form_class = VideoFromImageForm if tab == "image" else VideoForm
     form = form_class(request.POST or None, request.FILES or None, models=models)
     if request.method == "POST" and form.is_valid():
@@ -263,7 +263,7 @@ async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -
     if request.htmx:
         # After an answer: the sidebar and the conversation's heading, without a reload.
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
-    models, problem = ([], None) if conversation else await _catalogue("text")
+    models, problem = ([], None) if conversation else await _catalogue(request, "text")
     form = ChatForm() if conversation else NewChatForm(models=models)
     return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
 
@@ -276,7 +276,7 @@ async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conv
         conversation = await conversations.get_conversation(user, conversation_id)
         form: ChatForm = ChatForm(request.POST)
     else:
-        models, _ = await _catalogue("text")
+        models, _ = await _catalogue(request, "text")
         form = NewChatForm(request.POST, models=models)
     if not form.is_valid():
         raise ValidationFailed(
