@@ -8,6 +8,8 @@ api_urlpatterns = [
     path("tokens/purge", api.TokenPurgeView.as_view(), name="api-admin-tokens-purge"),
     path("audit", api.AuditLogView.as_view(), name="api-admin-audit"),
     path("backup", api.BackupView.as_view(), name="api-admin-backup"),
+    path("limits", api.LimitsView.as_view(), name="api-admin-limits"),
+    path("limits/roles/<str:role>", api.RoleLimitsView.as_view(), name="api-admin-role-limits"),
 ]
 
 page_urlpatterns = [

@@ -175,28 +175,32 @@ def upper_bound(model: ModelInfo, demand: Demand, *, default_cap: int) -> float:
 
 def _video_bound(model: ModelInfo, demand: Demand) -> float:
     seconds = demand.video_seconds or max(model.durations, default=DEFAULT_VIDEO_SECONDS)
-    per_second = [
-        _price(model.pricing, key) for key in model.pricing
-        if key.startswith("duration_seconds") and _sku_fits(key, demand)
-    ]  # fmt: skip
-    if not per_second:
-        per_second = [_price(model.pricing, k) for k in model.pricing if k.startswith("duration")]
-    if not per_second:
+    skus = [_sku(key) for key in model.pricing if key.startswith("duration_seconds")]
+    fitting = [sku for sku in skus if _fits(sku, demand)] or skus
+    # The most specific price applies: one naming the requested resolution (or audio)
+    # beats one that names none.
+    if demand.resolution and any(res == demand.resolution for _, res, _ in fitting):
+        fitting = [sku for sku in fitting if sku[1] == demand.resolution]
+    if demand.audio is not None and any(audio is not None for _, _, audio in fitting):
+        fitting = [sku for sku in fitting if sku[2] is not None]
+    if not fitting:
         raise Unpriceable("duration_seconds")
-    return seconds * max(per_second)
+    return seconds * max(_price(model.pricing, key) for key, _, _ in fitting)
 
 
-def _sku_fits(key: str, demand: Demand) -> bool:
-    """`duration_seconds[_with_audio|_without_audio][_<resolution>]` against the request;
-    a part the request leaves open fits any value (the dearest one is taken)."""
+def _sku(key: str) -> tuple[str, str | None, bool | None]:
+    """`duration_seconds[_with_audio|_without_audio][_<resolution>]` as (key, resolution,
+    audio)."""
     rest = key.removeprefix("duration_seconds").strip("_")
     parts = rest.split("_") if rest else []
     resolution = parts[-1] if parts and _RESOLUTION.match(parts[-1]) else None
+    audio = False if "without" in parts else True if "with" in parts else None
+    return key, resolution, audio
+
+
+def _fits(sku: tuple[str, str | None, bool | None], demand: Demand) -> bool:
+    """A part the request leaves open fits any value (the dearest one is then taken)."""
+    _, resolution, audio = sku
     if demand.resolution and resolution and resolution != demand.resolution:
         return False
-    if demand.audio is not None:
-        if "without" in parts and demand.audio:
-            return False
-        if "with" in parts and "without" not in parts and not demand.audio:
-            return False
-    return True
+    return demand.audio is None or audio is None or audio == demand.audio

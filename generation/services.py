@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from accounts.repository import User
-from core.clock import utcnow
+from core.clock import aware, utcnow
 from core.db import Tx, get_database
 from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
 from generation import ledger, limits, pricing, spend
@@ -517,3 +517,34 @@ async def media_file(user: User, generation_id: UUID, index: int) -> tuple[str, 
     if path is None:
         raise NotFound("The file is missing.", code="media_missing")
     return str(path), media.type
+
+
+# -- limits and spend -------------------------------------------------------------------
+
+
+async def limits_report(user: User) -> dict[str, Any]:
+    """The limits that apply to a user, their own override and their spend this period."""
+    rules = await limits.limit_rules()
+    effective = rules.effective(user)
+    state = await spend.status(user.id, effective)
+    own = rules.override(user.id)
+    override = None
+    if own is not None:
+        override = {
+            "allowed_models": own.allowed_models, "budget_usd": own.budget_usd,
+            "budget_period": own.budget_period,
+        }  # fmt: skip
+    return {
+        **effective.as_dict(), "user_id": user.id, "role": user.role, "override": override,
+        "spent_usd": state.spent_usd, "reserved_usd": state.reserved_usd,
+        "remaining_usd": state.remaining_usd,
+        "resets_at": aware(state.resets_at),
+    }  # fmt: skip
+
+
+async def spend_summary(user: User) -> spend.SpendStatus | None:
+    """The signed-in user's spend for the pages; None if the limits cannot be read now."""
+    try:
+        return await spend.status(user.id, await limits.limits_for(user))
+    except ApiError:
+        return None

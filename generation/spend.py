@@ -24,7 +24,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from core.clock import iso, utcnow
+from core.clock import utcnow
 from core.db import DatabaseError, Tx, get_database
 from core.errors import ApiError
 from generation import repository as repo
@@ -196,12 +196,3 @@ async def status(user_id: UUID, limits: Limits) -> SpendStatus:
     return SpendStatus(
         spent, reserved, remaining, limits.budget_usd, limits.budget_period, start, end
     )
-
-
-def status_json(state: SpendStatus) -> dict[str, object]:
-    return {
-        "spent_usd": round(state.spent_usd, 6),
-        "reserved_usd": round(state.reserved_usd, 6),
-        "remaining_usd": None if state.remaining_usd is None else round(state.remaining_usd, 6),
-        "resets_at": iso(state.resets_at),
-    }
