@@ -213,9 +213,14 @@ def _limits_json(row: LimitsRow | None) -> dict[str, Any]:
         return {name: None for name in LIMIT_FIELDS}
     return {
         "allowed_models": list(row.allowed_models) if row.allowed_models is not None else None,
-        "budget_usd": str(row.budget_usd) if row.budget_usd is not None else None,
+        "budget_usd": _decimal_text(row.budget_usd),
         "budget_period": row.budget_period,
     }
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    """5.000000 as "5", 2.50 as "2.5": the audit log's spelling of an amount."""
+    return None if value is None else format(value.normalize(), "f")
 
 
 def _changed(row: LimitsRow, changes: Mapping[str, Any]) -> LimitsRow:

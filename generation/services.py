@@ -548,3 +548,41 @@ async def spend_summary(user: User) -> spend.SpendStatus | None:
         return await spend.status(user.id, await limits.limits_for(user))
     except ApiError:
         return None
+
+
+@dataclass(frozen=True)
+class UserSpend:
+    """One user's limits and spend this period, for the staff pages."""
+
+    user: User
+    limits: limits.Limits
+    overridden: bool
+    spent_usd: float
+
+    @property
+    def percent(self) -> int:
+        budget = self.limits.budget_usd
+        if budget is None:
+            return 0
+        return 100 if budget <= 0 else max(0, min(100, round(100 * self.spent_usd / float(budget))))
+
+
+async def spend_overview(users: Sequence[User]) -> list[UserSpend]:
+    """Each user's effective limits and what they spent in their current period (one
+    aggregate per period in use)."""
+    rules = await limits.limit_rules()
+    effective = {user.id: rules.effective(user) for user in users}
+    now = utcnow()
+    spent: dict[str, dict[UUID, float]] = {}
+    for period in sorted({lim.budget_period for lim in effective.values()}):
+        start, end = limits.period_bounds(period, now)
+        spent[period] = await get_database().aread(repo.spent_by_user, start, end)
+    return [
+        UserSpend(
+            user,
+            effective[user.id],
+            rules.override(user.id) is not None,
+            spent[effective[user.id].budget_period].get(user.id, 0.0),
+        )
+        for user in users
+    ]

@@ -55,12 +55,14 @@ class SpendStatus:
     resets_at: datetime
 
     @property
-    def used_fraction(self) -> float:
+    def percent(self) -> int:
+        """How much of the budget is spent or held, 0-100, for a bar."""
         if self.budget_usd is None:
-            return 0.0
+            return 0
         if self.budget_usd <= 0:
-            return 1.0
-        return min(1.0, (self.spent_usd + self.reserved_usd) / float(self.budget_usd))
+            return 100
+        used = (self.spent_usd + self.reserved_usd) / float(self.budget_usd)
+        return max(0, min(100, round(100 * used)))
 
 
 class BudgetExceeded(ApiError):

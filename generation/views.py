@@ -52,7 +52,12 @@ async def _catalogue(request: PageRequest, kind: str) -> tuple[list[ModelInfo], 
         models = await services.models_of_kind(kind, current_user(request))
     except ApiError as exc:
         return [], exc.message
-    return models, None if models else f"The provider lists no {kind} models."
+    if models:
+        return models, None
+    return (
+        [],
+        f"No {kind} model is available to you: the provider lists none, or your limits allow none.",
+    )
 
 
 def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -74,7 +79,12 @@ async def home(request: PageRequest) -> HttpResponse:
     return render(
         request,
         "generation/dashboard.html",
-        {"usage": usage, "entries": await _history_entries(user, recent), "month": month_start},
+        {
+            "usage": usage,
+            "entries": await _history_entries(user, recent),
+            "month": month_start,
+            "spend": await services.spend_summary(user),
+        },
     )
 
 
@@ -101,9 +111,11 @@ async def generate_text(request: PageRequest) -> HttpResponse:
             )  # fmt: skip
         except ApiError as exc:
             apply_api_error(form, exc)
-    context = {"form": form, "answer": answer, "problem": problem}
-    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"
-    return render(request, template, context)
+    context: dict[str, Any] = {"form": form, "answer": answer, "problem": problem}
+    if request.htmx:
+        return render(request, "generation/_text_panel.html", context)
+    context["spend"] = await services.spend_summary(current_user(request))
+    return render(request, "generation/text.html", context)
 
 
 @login_required
@@ -126,9 +138,13 @@ async def generate_image(request: PageRequest) -> HttpResponse:
         if generation
         else []
     )
-    context = {"form": form, "generation": generation, "images": images, "problem": problem}
-    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"
-    return render(request, template, context)
+    context: dict[str, Any] = {
+        "form": form, "generation": generation, "images": images, "problem": problem
+    }  # fmt: skip
+    if request.htmx:
+        return render(request, "generation/_image_panel.html", context)
+    context["spend"] = await services.spend_summary(current_user(request))
+    return render(request, "generation/image.html", context)
 
 
 # -- video ------------------------------------------------------------------------------
@@ -154,7 +170,9 @@ async def generate_video(request: PageRequest) -> HttpResponse:
             apply_api_error(form, exc)
         else:
             return redirect("video-job", job.id)
-    return render(request, "generation/video.html", {"form": form, "tab": tab, "problem": problem})
+    spend = await services.spend_summary(current_user(request))
+    context = {"form": form, "tab": tab, "problem": problem, "spend": spend}
+    return render(request, "generation/video.html", context)
 
 
 async def _first_frame(data: dict[str, Any]) -> str:
@@ -265,7 +283,9 @@ async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
     models, problem = ([], None) if conversation else await _catalogue(request, "text")
     form = ChatForm() if conversation else NewChatForm(models=models)
-    return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
+    spend = await services.spend_summary(user)
+    page = {**context, "form": form, "problem": problem, "spend": spend}
+    return render(request, "generation/chat.html", page)
 
 
 async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conversations.Turn:

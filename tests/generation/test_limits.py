@@ -89,7 +89,7 @@ def test_a_role_change_keeps_unnamed_fields_and_is_audited_with_old_and_new_valu
     assert latest["target"]["id"] == "user"
     assert latest["detail"]["old"]["budget_period"] == "month"
     assert latest["detail"]["new"]["budget_period"] == "week"
-    assert latest["detail"]["new"]["budget_usd"] == "5.000000"
+    assert latest["detail"]["new"]["budget_usd"] == "5"
     assert first["detail"]["old"] == {
         "allowed_models": None, "budget_usd": None, "budget_period": None,
     }  # fmt: skip
