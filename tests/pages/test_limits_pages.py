@@ -92,7 +92,10 @@ def test_the_dashboard_and_generate_pages_show_spend_remaining_and_the_reset(adm
     for path in ("/", "/generate/text", "/generate/image", "/generate/video", "/chat"):
         page = text_of(client.get(path))
         assert 'data-testid="spend"' in page, path
-        assert "$4.00</span> left of <span class=\"money\">$4.00</span>" in page and "Resets 1 Dec 2026, 00:00 UTC." in page, path
+        assert (
+            '$4.00</span> left of <span class="money">$4.00</span>' in page
+            and "Resets 1 Dec 2026, 00:00 UTC." in page
+        ), path
     admin.client.call("PUT", f"/api/users/{alice.id}/limits", {"budget_usd": None})
     page = text_of(client.get("/"))
     assert "no budget applies to you" in page and 'svg class="track"' not in page
