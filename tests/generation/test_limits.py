@@ -586,3 +586,30 @@ def test_deleting_a_user_deletes_their_override(admin, alice, database):
     assert database.read(lambda con: con.execute(count).fetchone()[0]) == 1
     assert admin.client.call("DELETE", f"/api/users/{alice.id}").status_code == 204
     assert database.read(lambda con: con.execute(count).fetchone()[0]) == 0
+
+
+def test_a_crashs_reservation_is_released_on_restart_and_the_call_booked_at_its_bound(
+    admin, alice, stub, database
+):
+    """A call in flight when the process died: its reservation lived only in that process;
+    start-up books the call at the bound it reserved, which the new process reads as spent."""
+    from tests.generation.test_ledger import pending_row
+
+    put_limits(admin, alice, budget_usd="1")
+    bound = chat_bound(500)
+
+    async def reserve() -> float:
+        return await spend.reserve(UUID(alice.id), await limits.limits_for(user_of(alice)), bound)
+
+    assert asyncio.run(reserve()) == pytest.approx(bound)
+    mine = alice.client.call("GET", "/api/users/me/limits").json()
+    assert mine["reserved_usd"] == pytest.approx(bound)
+    database.write(
+        lambda tx: ledger.repo.insert_generations(tx, [pending_row(UUID(alice.id), "chat", bound)])
+    )
+    database._extensions.pop("generation.spend")  # the process dies with its counters
+    assert ledger.book_interrupted_calls() == 1  # the next start-up
+    mine = alice.client.call("GET", "/api/users/me/limits").json()
+    assert mine["reserved_usd"] == 0
+    assert mine["spent_usd"] == pytest.approx(bound)
+    assert mine["remaining_usd"] == pytest.approx(1 - bound)
