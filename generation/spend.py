@@ -141,7 +141,10 @@ async def _account(user_id: UUID, limits: Limits, now: datetime) -> _Account:
             await asyncio.shield(task)
         except DatabaseError as exc:
             raise LimitsUnavailable() from exc
-        account = book.accounts[user_id]
+        loaded = book.accounts.get(user_id)
+        if loaded is None:  # the load committed but its install did not run
+            raise LimitsUnavailable()
+        account = loaded
     return account
 
 
