@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -11,7 +13,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import oidc, services
 from accounts.decorators import login_required
 from accounts.forms import (
     ApiKeyForm,
@@ -47,7 +49,7 @@ def _too_many_attempts(request: PageRequest, template: str, form: object) -> Htt
     response = render(
         request,
         template,
-        {"form": form, "retry_after": wait, "next": safe_next(request, "")},
+        {"form": form, "retry_after": wait, "next": safe_next(request, ""), "password_login": True},
         status=429,
     )
     response["Retry-After"] = str(wait)
@@ -97,7 +99,64 @@ async def login_page(request: PageRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             return HttpResponseRedirect(safe_next(request))
-    return render(request, "accounts/login.html", {"form": form, "next": safe_next(request, "")})
+    return render(request, "accounts/login.html", _login_context(request, form))
+
+
+def _login_context(request: PageRequest, form: CredentialsForm) -> dict[str, object]:
+    """The password form shows unless PASSWORD_LOGIN is off (then only on ?password=1, for
+    break-glass admins); the single sign-on button whenever OIDC_ISSUER is set."""
+    return {
+        "form": form,
+        "next": safe_next(request, ""),
+        "password_login": settings.PASSWORD_LOGIN
+        or "password" in request.GET
+        or request.method == "POST",
+        "password_login_off": not settings.PASSWORD_LOGIN,
+        "sso_label": settings.OIDC_BUTTON_LABEL if oidc.enabled() else None,
+    }
+
+
+SSO_SESSION_KEY = "oidc"
+log = logging.getLogger(__name__)
+
+
+@require_POST
+async def oidc_start(request: PageRequest) -> HttpResponse:
+    """Send the browser to the provider (a POST with CSRF, so no page can start it)."""
+    if not oidc.enabled():
+        return redirect("login")
+    try:
+        url, attempt = await oidc.begin(safe_next(request))
+    except oidc.SsoFailure as failure:
+        return _sso_failed(request, failure)
+    request.session[SSO_SESSION_KEY] = attempt.as_session()
+    return HttpResponseRedirect(url)
+
+
+@require_http_methods(["GET"])
+async def oidc_callback(request: PageRequest) -> HttpResponse:
+    """The provider sends the browser back here with a code (or an error)."""
+    if not oidc.enabled():
+        return redirect("login")
+    attempt = oidc.Attempt.from_session(request.session.pop(SSO_SESSION_KEY, None))
+    try:
+        claims = await oidc.finish(attempt, request.GET.dict())
+        user = await services.sso_user(claims, ip=client_ip(request))
+        user, tokens = await services.start_session(user)
+    except oidc.SsoFailure as failure:
+        return _sso_failed(request, failure)
+    except ApiError as exc:  # e.g. disabled between the check and the session
+        return _sso_failed(request, oidc.SsoFailure(exc.message, exc.code))
+    sign_in(request, user, tokens.family)
+    assert attempt is not None
+    return HttpResponseRedirect(attempt.next or reverse("home"))
+
+
+def _sso_failed(request: PageRequest, failure: oidc.SsoFailure) -> HttpResponse:
+    log.info("single sign-on refused: %s", failure.reason)
+    request.session.pop(SSO_SESSION_KEY, None)
+    messages.error(request, failure.message)
+    return redirect("login")
 
 
 @require_POST
