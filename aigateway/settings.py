@@ -357,7 +357,7 @@ SPECTACULAR_SETTINGS = {
         "ResponseFormatTypeEnum": ["text", "json_object", "json_schema"],
         "EmbeddingObjectEnum": ["embedding"],
         "ListObjectEnum": ["list"],
-        "GenerationKindEnum": ["text", "chat", "image", "video"],
+        "GenerationKindEnum": ["text", "chat", "image", "video", "summarize", "shorten"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -40,6 +40,8 @@ MODEL_KIND = {
     "image": "image",
     "video": "video",
     "embedding": "embedding",
+    "summarize": "text",  # the presets (generation/presets.py)
+    "shorten": "text",
 }
 USAGE_KIND = {"video": "video_submit"}
 # Where a client finds the models of a catalogue kind.
