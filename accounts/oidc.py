@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2 as httpx  # Authlib's HTTP client library (decision 42)
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
@@ -51,6 +52,21 @@ def enabled() -> bool:
 def redirect_uri() -> str:
     """Where the provider sends people back: from SITE_URL, never from the Host header."""
     return str(settings.SITE_URL) + reverse("oidc-callback")
+
+
+def form_action_origins() -> list[str]:
+    """Origins the login page's SSO form may end up at: browsers apply the CSP's
+    form-action to the redirect that follows the POST, so the provider must be named."""
+    urls = [settings.OIDC_ISSUER]
+    if _provider is not None:
+        urls.append(_provider.authorization_endpoint)
+    origins = []
+    for url in urls:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in origins:
+            origins.append(origin)
+    return origins
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from accounts.sessions import PageRequest, current_user, session_family, sign_in
 from core.api import client_ip
 from core.errors import ApiError
 from core.forms import apply_api_error
+from core.middleware import CONTENT_SECURITY_POLICY
 from core.throttling import page_retry_after
 
 
@@ -99,7 +100,13 @@ async def login_page(request: PageRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             return HttpResponseRedirect(safe_next(request))
-    return render(request, "accounts/login.html", _login_context(request, form))
+    response = render(request, "accounts/login.html", _login_context(request, form))
+    if oidc.enabled():
+        sources = " ".join(["'self'", *oidc.form_action_origins()])
+        response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action {sources}"
+        )
+    return response
 
 
 def _login_context(request: PageRequest, form: CredentialsForm) -> dict[str, object]:

@@ -367,3 +367,10 @@ def test_password_login_off_still_lets_a_break_glass_admin_in(sso, settings, cap
     assert other.status_code == 403
     page = Client().get("/login?password=1").content.decode()
     assert 'name="password"' in page
+
+
+def test_the_login_page_lets_its_sso_form_reach_the_provider_and_nothing_else(sso, settings):
+    csp = Client().get("/login")["Content-Security-Policy"]
+    assert f"form-action 'self' {sso.issuer};" in csp
+    settings.OIDC_ISSUER = ""
+    assert "form-action 'self';" in Client().get("/login")["Content-Security-Policy"]
