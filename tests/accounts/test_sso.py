@@ -374,3 +374,11 @@ def test_the_login_page_lets_its_sso_form_reach_the_provider_and_nothing_else(ss
     assert f"form-action 'self' {sso.issuer};" in csp
     settings.OIDC_ISSUER = ""
     assert "form-action 'self';" in Client().get("/login")["Content-Security-Policy"]
+
+
+def test_password_login_off_offers_no_account_creation_on_the_pages(sso, settings):
+    settings.PASSWORD_LOGIN = False
+    for path in ("/", "/login"):
+        assert 'href="/register"' not in Client().get(path).content.decode()
+    settings.PASSWORD_LOGIN = True
+    assert 'href="/register"' in Client().get("/").content.decode()
