@@ -13,7 +13,7 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, is_password_usable, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
@@ -660,6 +660,12 @@ async def revoke_api_key(user: User, key_id: UUID, *, ip: str | None = None) -> 
 
 
 # -- single sign-on ---------------------------------------------------------------------
+
+
+async def has_password(user: User) -> bool:
+    """False for an account made by single sign-on: it holds no usable password."""
+    encoded = await get_database().aread(repo.password_hash_of, user.id)
+    return encoded is not None and is_password_usable(encoded)
 
 
 def unusable_password() -> str:

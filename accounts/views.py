@@ -227,6 +227,7 @@ async def profile(request: PageRequest) -> HttpResponse:
                 context["new_key"], context["new_key_row"] = key, row
                 key_form = ApiKeyForm()
     keys = await services.list_api_keys(user)
+    context["sso_only"] = not await services.has_password(user)
     return render(
         request, "accounts/profile.html",
         {"email_form": email_form, "password_form": password_form, "key_form": key_form, "keys": keys, **context},

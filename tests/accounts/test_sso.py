@@ -382,3 +382,15 @@ def test_password_login_off_offers_no_account_creation_on_the_pages(sso, setting
         assert 'href="/register"' not in Client().get(path).content.decode()
     settings.PASSWORD_LOGIN = True
     assert 'href="/register"' in Client().get("/").content.decode()
+
+
+def test_the_profile_of_an_sso_account_explains_where_email_and_password_live(sso, alice):
+    browser = Client()
+    sign_in(browser)
+    page = browser.get("/profile").content.decode()
+    assert 'data-testid="sso-only"' in page and "Change password" not in page
+    assert "Create key" in page
+    linked = Client()
+    sso.set_users([OidcUser("alice-sub", alice.email, "Alice")])
+    sign_in(linked)  # a linked account keeps its password, and the forms to change it
+    assert "Change password" in linked.get("/profile").content.decode()
