@@ -71,8 +71,10 @@ def form_action_origins() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Provider:
-    """What discovery told us, with the provider's signing keys."""
+    """What discovery told us about the provider OIDC_ISSUER names."""
 
+    configured: str  # OIDC_ISSUER when this was fetched
+    issuer: str  # exactly as the provider spells it: ID tokens' `iss` must equal it
     authorization_endpoint: str
     token_endpoint: str
     userinfo_endpoint: str | None
@@ -123,14 +125,21 @@ async def _get_json(client: AsyncOAuth2Client, url: str, what: str) -> dict[str,
 async def discover(client: AsyncOAuth2Client) -> Provider:
     """OpenID Connect Discovery 1.0 §4, cached; the document must name our issuer exactly."""
     global _provider
-    if _provider is not None and time.monotonic() - _provider.fetched_at < DISCOVERY_TTL:
+    configured = settings.OIDC_ISSUER
+    if (
+        _provider is not None
+        and _provider.configured == configured
+        and time.monotonic() - _provider.fetched_at < DISCOVERY_TTL
+    ):
         return _provider
-    issuer = settings.OIDC_ISSUER
-    doc = await _get_json(client, issuer + "/.well-known/openid-configuration", "discovery")
-    if str(doc.get("issuer", "")).rstrip("/") != issuer:
+    doc = await _get_json(client, configured + "/.well-known/openid-configuration", "discovery")
+    issuer = str(doc.get("issuer", ""))
+    if issuer.rstrip("/") != configured:  # OIDC_ISSUER is kept without a trailing slash
         raise SsoFailure(PROVIDER_DOWN, "discovery names another issuer")
     try:
         provider = Provider(
+            configured=configured,
+            issuer=issuer,
             authorization_endpoint=str(doc["authorization_endpoint"]),
             token_endpoint=str(doc["token_endpoint"]),
             userinfo_endpoint=str(doc["userinfo_endpoint"])
@@ -233,7 +242,7 @@ async def finish(attempt: Attempt | None, params: dict[str, str]) -> Claims:
     """Check the callback against the attempt, exchange the code, verify the ID token."""
     if attempt is None:
         raise SsoFailure(EXPIRED, "no sign-in in progress in this browser")
-    if not secrets.compare_digest(params.get("state", ""), attempt.state):
+    if not secrets.compare_digest(params.get("state", "").encode(), attempt.state.encode()):
         raise SsoFailure(
             "The sign-in could not be matched to this browser, so you were not signed in.",
             "state mismatch",
@@ -284,7 +293,7 @@ async def _verify_id_token(
     registry = jwt.JWTClaimsRegistry(
         now=int(time.time()),
         leeway=CLOCK_LEEWAY,
-        iss={"essential": True, "value": settings.OIDC_ISSUER},
+        iss={"essential": True, "value": provider.issuer},
         sub={"essential": True},
         aud={"essential": True, "value": settings.OIDC_CLIENT_ID},
         exp={"essential": True},

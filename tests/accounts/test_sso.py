@@ -292,6 +292,13 @@ def test_a_callback_with_a_foreign_state_is_refused(sso):
     assert signed_in_email(victim) is None
 
 
+def test_a_callback_with_a_garbled_state_is_refused(sso):
+    browser = Client()
+    start(browser)
+    response = browser.get("/login/oidc/callback", {"state": "é\u0000x", "code": "c"})
+    assert "could not be matched" in failure_message(response, browser)
+
+
 def test_an_expired_code_is_refused(sso):
     sso.configure(code_ttl=0.001)
     browser = Client()
@@ -394,3 +401,18 @@ def test_the_profile_of_an_sso_account_explains_where_email_and_password_live(ss
     sso.set_users([OidcUser("alice-sub", alice.email, "Alice")])
     sign_in(linked)  # a linked account keeps its password, and the forms to change it
     assert "Change password" in linked.get("/profile").content.decode()
+
+
+def test_a_deleted_account_takes_its_identity_along(sso, admin, database):
+    browser = Client()
+    sign_in(browser)
+    user_id = browser.get("/profile").context["gateway_user"].id
+    assert admin.client.call("DELETE", f"/api/users/{user_id}").status_code == 204
+    assert (
+        database.read(lambda con: con.execute("SELECT count(*) FROM oidc_identities").fetchone())[0]
+        == 0
+    )
+    again = Client()
+    sign_in(again)  # a new account, not a dangling identity
+    assert signed_in_email(again) == "sso.user@example.com"
+    assert len(audit(database, "sso.first_login")) == 2
