@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.e2e.test_browser import CHROMIUM, new_page, problems, shot
+from tests.e2e.test_browser import (  # noqa: F401  (axe_core is a fixture)
+    CHROMIUM,
+    assert_accessible,
+    axe_core,
+    new_page,
+    problems,
+)
 from tests.oidc_stub import OidcServer, OidcUser
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer, free_port
@@ -81,11 +87,12 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
+@pytest.mark.usefixtures("axe_core")
 def test_a_person_signs_in_through_the_provider_and_summarizes(browser, site, idp):  # type: ignore[no-untyped-def]
     page = new_page(browser, site)
     page.goto("/login")
     assert page.locator("input[name=password]").count() == 0  # PASSWORD_LOGIN=false
-    shot(page, "login-sso")
+    assert_accessible(page, "login-sso")
     page.get_by_role("button", name=LABEL).click()
     page.wait_for_url(site.base_url + "/")
     assert page.get_by_text("sso.user@example.com").count() >= 1
@@ -103,7 +110,7 @@ def test_a_person_signs_in_through_the_provider_and_summarizes(browser, site, id
     result = page.wait_for_selector("[data-testid=text-result]")
     assert result.inner_text().strip()
     assert page.locator("#panel input[name=mode]").get_attribute("value") == "summarize"
-    shot(page, "generate-summarize")
+    assert_accessible(page, "generate-summarize")
     page.goto("/history?kind=summarize")
     assert page.get_by_text("1 generation of kind summarize").is_visible()
     problems(page).assert_none()
