@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import oidc, services
-from accounts.decorators import login_required
+from accounts.decorators import PageView, login_required
 from accounts.forms import (
     ApiKeyForm,
     CredentialsForm,
@@ -42,7 +44,9 @@ def safe_next(request: PageRequest, default: str | None = None) -> str:
     return default
 
 
-def _too_many_attempts(request: PageRequest, template: str, form: object) -> HttpResponse | None:
+def _too_many_attempts(
+    request: PageRequest, template: str, context: dict[str, object]
+) -> HttpResponse | None:
     """Log-in and registration forms share the API's per-IP limit on auth attempts."""
     wait = page_retry_after(request)
     if wait is None:
@@ -50,7 +54,7 @@ def _too_many_attempts(request: PageRequest, template: str, form: object) -> Htt
     response = render(
         request,
         template,
-        {"form": form, "retry_after": wait, "next": safe_next(request, ""), "password_login": True},
+        {"next": safe_next(request, ""), **context, "retry_after": wait},
         status=429,
     )
     response["Retry-After"] = str(wait)
@@ -63,7 +67,7 @@ async def register(request: PageRequest) -> HttpResponse:
         return redirect("home")
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and (
-        limited := _too_many_attempts(request, "accounts/register.html", form)
+        limited := _too_many_attempts(request, "accounts/register.html", {"form": form})
     ):
         return limited
     if request.method == "POST" and form.is_valid():
@@ -81,13 +85,31 @@ async def register(request: PageRequest) -> HttpResponse:
     return render(request, "accounts/register.html", {"form": form})
 
 
+def sso_form_may_leave(view: PageView) -> PageView:
+    """The SSO button POSTs to /login/oidc, which redirects to the provider; browsers check
+    that redirect against the page's CSP form-action, so the provider's origin is added."""
+
+    @functools.wraps(view)
+    async def wrapper(request: PageRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = await view(request, *args, **kwargs)
+        if oidc.enabled() and "Content-Security-Policy" not in response:
+            sources = " ".join(["'self'", *oidc.form_action_origins()])
+            response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+                "form-action 'self'", f"form-action {sources}"
+            )
+        return response
+
+    return wrapper
+
+
+@sso_form_may_leave
 @require_http_methods(["GET", "POST"])
 async def login_page(request: PageRequest) -> HttpResponse:
     if request.gateway_user:
         return HttpResponseRedirect(safe_next(request))
     form = CredentialsForm(request.POST or None)
     if request.method == "POST" and (
-        limited := _too_many_attempts(request, "accounts/login.html", form)
+        limited := _too_many_attempts(request, "accounts/login.html", _login_context(request, form))
     ):
         return limited
     if request.method == "POST" and form.is_valid():
@@ -100,13 +122,7 @@ async def login_page(request: PageRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             return HttpResponseRedirect(safe_next(request))
-    response = render(request, "accounts/login.html", _login_context(request, form))
-    if oidc.enabled():
-        sources = " ".join(["'self'", *oidc.form_action_origins()])
-        response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
-            "form-action 'self'", f"form-action {sources}"
-        )
-    return response
+    return render(request, "accounts/login.html", _login_context(request, form))
 
 
 def _login_context(request: PageRequest, form: CredentialsForm) -> dict[str, object]:

@@ -416,3 +416,17 @@ def test_a_deleted_account_takes_its_identity_along(sso, admin, database):
     sign_in(again)  # a new account, not a dangling identity
     assert signed_in_email(again) == "sso.user@example.com"
     assert len(audit(database, "sso.first_login")) == 2
+
+
+def test_a_rate_limited_login_page_still_offers_a_working_sso_button(sso, settings):
+    from django.core.cache import cache
+
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "auth": "1/min"}
+    cache.clear()
+    browser = Client()
+    browser.post("/login", {"email": "a@example.com", "password": "wrong one!"})
+    limited = browser.post("/login", {"email": "a@example.com", "password": "wrong one!"})
+    cache.clear()
+    assert limited.status_code == 429
+    assert "Sign in with single sign-on" in limited.content.decode()
+    assert f"form-action 'self' {sso.issuer};" in limited["Content-Security-Policy"]
