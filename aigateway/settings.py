@@ -413,6 +413,11 @@ LOGGING = {
         "stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    # httpx logs every upstream request at INFO; our own request line says enough.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+    # httpx (and httpx2, under Authlib's SSO client) log every outbound request at INFO;
+    # our own request line says enough.
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }

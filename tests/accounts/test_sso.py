@@ -104,7 +104,8 @@ def test_the_redirect_uri_ignores_a_forged_host_header(sso):
     assert "evil.example" not in url
 
 
-def test_first_login_creates_the_user_with_a_session(sso, database):
+def test_first_login_creates_the_user_with_a_session(sso, database, caplog):
+    caplog.set_level(logging.INFO)
     browser = Client()
     response = sign_in(browser)
     assert response.status_code == 302 and response["Location"] == "/history"
@@ -112,6 +113,8 @@ def test_first_login_creates_the_user_with_a_session(sso, database):
     [token] = sso.token_requests()
     assert token["pkce_verified"] and token["auth_method"] == "client_secret_basic"
     assert token["redirect_uri"] == CALLBACK
+    secrets = [token["code"], token["code_verifier"], *sso.state.tokens, sso.client.client_secret]
+    assert caplog.records and not [s for s in secrets if s in caplog.text]
     [entry] = audit(database, "sso.first_login")
     assert entry["target"] == "sso.user@example.com"
     assert entry["detail"] == {"issuer": sso.issuer, "sub": "oidc-user-0001", "role": "user"}
