@@ -764,6 +764,8 @@ async def sso_user(claims: Claims, *, ip: str | None = None) -> User:
 
 
 def _apply_group_role(tx: Tx, user: User, claims: Claims, *, ip: str | None) -> User:
+    """The role OIDC_ADMIN_GROUPS gives; audited with the signing-in person as the actor
+    (their sign-in carried the provider's word) and `via: sso_groups`."""
     role = _role_from_groups(claims.groups)
     if role is None or role == user.role:
         return user
@@ -773,7 +775,7 @@ def _apply_group_role(tx: Tx, user: User, claims: Claims, *, ip: str | None) -> 
     updated = repo.update_user(tx, user.id, role=role)
     assert updated is not None
     record_audit(
-        tx, action="user.role_changed", actor=None, target_type="user", target_id=str(user.id),
+        tx, action="user.role_changed", actor=user, target_type="user", target_id=str(user.id),
         target_label=user.email,
         detail={"from": user.role, "to": role, "via": "sso_groups", "groups_claim": settings.OIDC_GROUPS_CLAIM},
         ip=ip,

@@ -194,6 +194,7 @@ def test_the_admin_group_gives_the_admin_role_and_losing_it_takes_it_away(sso, d
     sign_in(browser)
     assert browser.get("/admin/users").status_code == 403
     [demoted] = audit(database, "user.role_changed")
+    assert demoted["actor"] == demoted["target"] == "sso.admin@example.com"
     assert demoted["detail"] == {
         "from": "admin",
         "to": "user",
