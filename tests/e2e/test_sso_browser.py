@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM
 from tests.e2e.test_browser import (  # noqa: F401  (axe_core is a fixture)
-    CHROMIUM,
     assert_accessible,
     axe_core,
     new_page,
@@ -74,17 +73,6 @@ def site(
 def _fresh_provider(idp: OidcServer, site: GatewayServer) -> None:
     idp.reset()
     idp.set_redirect_uris([site.base_url + "/login/oidc/callback"])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    from tests.e2e.test_browser import LAUNCH_ARGS
-
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.usefixtures("axe_core")
