@@ -267,6 +267,15 @@ def test_a_provider_that_is_down_ends_on_the_login_page(sso):
     assert "could not be reached" in failure_message(response, browser)
 
 
+def test_a_provider_that_answers_503_to_the_code_exchange_ends_on_the_login_page(sso):
+    browser = Client()
+    callback = through_provider(start(browser))
+    sso.configure(down=True)
+    response = browser.get(callback.removeprefix(SITE))
+    assert "could not be reached" in failure_message(response, browser)
+    assert signed_in_email(browser) is None
+
+
 def test_a_provider_that_goes_away_mid_flow_ends_on_the_login_page(sso):
     browser = Client()
     callback = through_provider(start(browser))
