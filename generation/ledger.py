@@ -54,6 +54,8 @@ MODEL_KIND = {
     "image": "image",
     "video": "video",
     "embedding": "embedding",
+    "summarize": "text",  # the presets (generation/presets.py)
+    "shorten": "text",
 }
 USAGE_KIND = {"video": "video_submit"}
 # How long a call runs before its pending row is written (see the module doc).
@@ -87,7 +89,7 @@ async def admit(
     user: User,
     kind: str,
     model_id: str,
-    demand: Demand | None = None,
+    demand: Demand,
     *,
     fallbacks: Sequence[str] = (),
 ) -> Admission:
@@ -115,16 +117,12 @@ async def admit(
             )
         await check_model(user, fallback.id, limits)
         candidates.append(fallback)
-    demand = demand or Demand()
     cap = None
-    if limits.budget_usd is not None and kind in CAPPED_KINDS and demand.max_tokens is None:
+    if limits.budget_usd is not None and model_kind == "text" and demand.max_tokens is None:
         cap = settings.BUDGET_DEFAULT_MAX_TOKENS
     bound = _bound(candidates, demand, limits)
     held = await spend.reserve(user.id, limits, bound or 0.0)
     return Admission(user, kind, model, bound, held, cap)
-
-
-CAPPED_KINDS = ("text", "chat")
 
 
 def _bound(models: Sequence[ModelInfo], demand: Demand, limits: Limits) -> float | None:

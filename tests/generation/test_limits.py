@@ -215,6 +215,8 @@ def test_v1_refusals_come_in_openais_shape(admin, alice, stub):
 GENERATING = {
     "api-chat": {"model": CHAT, "messages": HI},
     "api-generate-text": {"model": CHAT, "prompt": "hi"},
+    "api-generate-summarize": {"model": CHAT, "text": "A long text to summarize."},
+    "api-generate-shorten": {"model": CHAT, "text": "A long text to shorten."},
     "api-generate-image": {"model": "google/gemini-2.5-flash-image", "prompt": "a cat"},
     "api-generate-video": {"model": "google/veo-3.1-fast", "prompt": "a beach", "duration": 4},
     "api-generate-video-from-image": {
@@ -241,7 +243,7 @@ NOT_GENERATING = {
     "api-admin-tokens-purge", "api-admin-backup", "register", "login", "logout", "profile",
     "revoke-key", "admin-user-role", "admin-user-active", "admin-user-delete", "admin-tokens",
     "chat-delete", "admin-limits", "admin-limits-role", "admin-limits-user", "oidc-callback",
-    "oidc-login", "healthz", "readyz", "openai-not-found",
+    "oidc-start", "healthz", "readyz", "openai-not-found",
 }  # fmt: skip
 
 

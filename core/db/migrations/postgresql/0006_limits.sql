@@ -1,4 +1,4 @@
--- PostgreSQL twin of ../0005_limits.sql: limits per role, overrides per user (decisions
+-- PostgreSQL twin of ../0006_limits.sql: limits per role, overrides per user (decisions
 -- 40 and 41). A role without a row has no limits; in user_limits NULL inherits the role's.
 
 CREATE TABLE role_limits (
