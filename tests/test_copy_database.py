@@ -118,6 +118,15 @@ def _populate(db):
             tx, LimitsRow("user", ("openai/*",), Decimal("2.5"), "week", now)
         )
         generation_repo.put_user_limits(tx, LimitsRow(str(user_id), None, Decimal("1"), None, now))
+        tx.execute(
+            "INSERT INTO oidc_identities (issuer, sub, user_id, email, created_at, last_login_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ["https://idp.example.test", "sub-1", user_id, "alice@example.com", now, now],
+        )
+        tx.execute(
+            "INSERT INTO password_login_exemptions (user_id, granted_at) VALUES (?, ?)",
+            [user_id, now],
+        )
 
     db.write(content)
     return alice
