@@ -21,6 +21,13 @@ from adminops.serializers import (
 from core.api import ApiView, client_ip, validate
 from core.openapi import errors
 from core.serializers import Page, page_of, render
+from generation.api import LIMITS_ERRORS
+from generation.limits import ROLES, limit_rules, set_role_limits
+from generation.serializers import (
+    LimitsChangeSerializer,
+    LimitsSerializer,
+    RoleLimitsListSerializer,
+)
 
 TAGS = ["admin"]
 
@@ -113,3 +120,39 @@ class BackupView(AdminView):
     async def post(self, request: Request) -> Response:
         made = await services.backup_database(request_user(request), ip=client_ip(request))
         return Response(render(BackupSerializer, made), status=201)
+
+
+class LimitsView(AdminView):
+    @extend_schema(
+        tags=TAGS,
+        summary="Every role's default limits",
+        description=(
+            "`allowed_models`: null (every model) or model-id patterns (`openai/*`, `*:free`; "
+            "`[]` allows none). `budget_usd`: null (no budget) or USD per `budget_period` "
+            "(`day`, `week`, `month`: UTC calendar periods, weeks from Monday). A user's "
+            "override (`PUT /api/users/{id}/limits`) replaces a role's value field by field. "
+            + LIMITS_ERRORS
+        ),
+        responses={200: RoleLimitsListSerializer},
+    )
+    async def get(self, request: Request) -> Response:
+        rules = await limit_rules()
+        roles = {role: rules.role(role) for role in ROLES}
+        return Response(render(RoleLimitsListSerializer, {"roles": roles}))
+
+
+class RoleLimitsView(AdminView):
+    @extend_schema(
+        tags=TAGS,
+        summary="Change a role's default limits",
+        description=(
+            "Fields left out stay as they are; `null` allows every model or removes the "
+            "budget. Audited as `limits.role_changed` with the old and new values."
+        ),
+        request=LimitsChangeSerializer,
+        responses={200: LimitsSerializer, **errors(404)},
+    )
+    async def put(self, request: Request, role: str) -> Response:
+        changes = validate(LimitsChangeSerializer, request.data)
+        updated = await set_role_limits(request_user(request), role, changes, ip=client_ip(request))
+        return Response(render(LimitsSerializer, updated))

@@ -8,6 +8,8 @@ api_urlpatterns = [
     path("tokens/purge", api.TokenPurgeView.as_view(), name="api-admin-tokens-purge"),
     path("audit", api.AuditLogView.as_view(), name="api-admin-audit"),
     path("backup", api.BackupView.as_view(), name="api-admin-backup"),
+    path("limits", api.LimitsView.as_view(), name="api-admin-limits"),
+    path("limits/roles/<str:role>", api.RoleLimitsView.as_view(), name="api-admin-role-limits"),
 ]
 
 page_urlpatterns = [
@@ -20,4 +22,7 @@ page_urlpatterns = [
     path("admin/health", views.health, name="admin-health"),
     path("admin/tokens", views.tokens, name="admin-tokens"),
     path("admin/audit", views.audit, name="admin-audit"),
+    path("admin/limits", views.limits_page, name="admin-limits"),
+    path("admin/limits/roles/<str:role>", views.change_role_limits, name="admin-limits-role"),
+    path("admin/limits/users/<uuid:user_id>", views.change_user_limits, name="admin-limits-user"),
 ]

@@ -6,18 +6,22 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import services as accounts
 from accounts.decorators import admin_required
+from accounts.identity import get_directory
 from accounts.sessions import PageRequest, current_user
 from adminops import services
+from adminops.forms import LimitsForm
 from core.api import client_ip
 from core.errors import ApiError
 from core.params import page_number
+from generation import services as generation
+from generation.limits import ROLES, limit_rules, set_role_limits, set_user_limits
 
 USERS_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 50
@@ -36,10 +40,15 @@ async def users(request: PageRequest) -> HttpResponse:
     rows, total = await accounts.list_users(
         query=query, role=role, page=page, page_size=USERS_PAGE_SIZE
     )
+    try:
+        spends = {row.user.id: row for row in await generation.spend_overview(rows)}
+    except ApiError:  # the limits cannot be read now: the list still shows
+        spends = {}
     return render(
         request, "adminops/users.html",
-        {"users": rows, "total": total, "q": query, "role": role, "page": page,
-         "pages": _pages(total, USERS_PAGE_SIZE), "me": current_user(request)},
+        {"users": [(user, spends.get(user.id)) for user in rows], "total": total, "q": query,
+         "role": role, "page": page, "pages": _pages(total, USERS_PAGE_SIZE),
+         "me": current_user(request)},
     )  # fmt: skip
 
 
@@ -178,3 +187,75 @@ async def audit(request: PageRequest) -> HttpResponse:
 @require_GET
 async def index(request: PageRequest) -> HttpResponse:
     return redirect("admin-users")
+
+
+# -- limits (decision 40) ---------------------------------------------------------------
+
+
+async def _limits_page(
+    request: PageRequest, bound: dict[str, LimitsForm] | None = None, status: int = 200
+) -> HttpResponse:
+    """Role defaults and every user's limits and spend; `bound` holds a form that failed."""
+    bound = bound or {}
+    query = request.GET.get("q", "")[:320]
+    page = page_number(request.GET)
+    rows, total = await accounts.list_users(
+        query=query, role=None, page=page, page_size=USERS_PAGE_SIZE
+    )
+    rules = await limit_rules()
+    role_forms = [
+        (role, bound.get(f"role-{role}") or LimitsForm.of_role(rules.role(role), f"role-{role}"))
+        for role in ROLES
+    ]
+    people = [
+        (row, bound.get(f"user-{row.user.id}")
+         or LimitsForm.of_user(rules.override(row.user.id), f"user-{row.user.id}"))
+        for row in await generation.spend_overview(rows)
+    ]  # fmt: skip
+    context = {
+        "role_forms": role_forms, "people": people, "total": total, "q": query, "page": page,
+        "pages": _pages(total, USERS_PAGE_SIZE), "open": next(iter(bound), None),
+    }  # fmt: skip
+    return render(request, "adminops/limits.html", context, status=status)
+
+
+@admin_required
+@require_GET
+async def limits_page(request: PageRequest) -> HttpResponse:
+    return await _limits_page(request)
+
+
+def _back_to_limits(request: PageRequest) -> HttpResponseRedirect:
+    query = request.POST.get("return", "")
+    return HttpResponseRedirect(reverse("admin-limits") + (f"?{query}" if query else ""))
+
+
+@admin_required
+@require_POST
+async def change_role_limits(request: PageRequest, role: str) -> HttpResponse:
+    if role not in ROLES:
+        raise Http404
+    rules = await limit_rules()
+    form = LimitsForm.of_role(rules.role(role), f"role-{role}", request.POST)
+    if not form.is_valid():
+        return await _limits_page(request, {f"role-{role}": form}, status=400)
+    await set_role_limits(current_user(request), role, form.changes(), ip=client_ip(request))
+    messages.success(request, f"The {role} role's limits were saved.")
+    return _back_to_limits(request)
+
+
+@admin_required
+@require_POST
+async def change_user_limits(request: PageRequest, user_id: UUID) -> HttpResponse:
+    user = get_directory().user(user_id)
+    if user is None:
+        messages.error(request, "That account no longer exists.")
+        return _back_to_limits(request)
+    rules = await limit_rules()
+    prefix = f"user-{user_id}"
+    form = LimitsForm.of_user(rules.override(user_id), prefix, request.POST)
+    if not form.is_valid():
+        return await _limits_page(request, {prefix: form}, status=400)
+    await set_user_limits(current_user(request), user, form.changes(), ip=client_ip(request))
+    messages.success(request, f"The limits of {user.email} were saved.")
+    return _back_to_limits(request)

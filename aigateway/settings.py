@@ -391,6 +391,9 @@ OPENROUTER_CONNECT_TIMEOUT = envfloat("OPENROUTER_CONNECT_TIMEOUT", 5.0)
 OPENROUTER_READ_TIMEOUT = envfloat("OPENROUTER_READ_TIMEOUT", 120.0)
 OPENROUTER_STREAM_READ_TIMEOUT = envfloat("OPENROUTER_STREAM_READ_TIMEOUT", 300.0)
 OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
+# Completion tokens a call under a budget is reserved for, and capped at upstream, when the
+# client sets no max_tokens (decision 41).
+BUDGET_DEFAULT_MAX_TOKENS = envint("BUDGET_DEFAULT_MAX_TOKENS", 4096, minimum=1)
 # Keys the per-user pseudonym sent upstream as `user` (decision 33); empty: derived from
 # SECRET_KEY. Changing it gives every user a new pseudonym at OpenRouter.
 UPSTREAM_USER_KEY = envsecret("UPSTREAM_USER_KEY")

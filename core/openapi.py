@@ -25,14 +25,18 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "No, invalid or expired credentials: `not_authenticated`, `invalid_token`, "
     "`token_revoked`, `invalid_api_key`, `invalid_authorization_header`; on login "
     "`invalid_credentials`, `account_disabled`; on refresh `token_reused`.",
-    403: "Signed in, but not allowed: `forbidden` (admins only).",
+    403: "Signed in, but not allowed: `forbidden` (admins only); `model_not_allowed` (the "
+    "caller's limits exclude the model; nothing was sent upstream).",
     404: "No such object, or it is not yours: `not_found` and more specific `*_not_found` codes.",
     409: "Conflicts with the current state, e.g. `email_taken`, `last_admin`.",
     413: "The body is too large: `payload_too_large`.",
     415: "Wrong content type: `unsupported_media_type`.",
-    429: "Rate limited: `rate_limited`; wait `Retry-After` seconds.",
+    429: "Rate limited: `rate_limited`; wait `Retry-After` seconds. Or `budget_exceeded`: the "
+    "call's worst-case cost does not fit the caller's remaining budget; `x-should-retry: "
+    "false`, and `Retry-After` is the seconds until the budget period resets.",
     502: "OpenRouter failed: `upstream_error`, `upstream_payment_required`, ...",
-    503: "Unavailable: `upstream_not_configured`, `database_busy`, `database_error`.",
+    503: "Unavailable: `upstream_not_configured`, `database_busy`, `database_error`, "
+    "`limits_unavailable` (the caller's limits could not be read; nothing was sent).",
     504: "OpenRouter timed out: `upstream_timeout`.",
 }
 
@@ -60,7 +64,7 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     }
 
 
-UPSTREAM_ERRORS = (429, 502, 503, 504)
+UPSTREAM_ERRORS = (403, 429, 502, 503, 504)
 
 
 class GatewaySchema(AutoSchema):

@@ -17,13 +17,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import request_user
-from core.api import ApiView, validate
-from core.errors import ApiError, ValidationFailed
+from accounts.identity import get_directory
+from accounts.permissions import IsAdmin
+from accounts.repository import User
+from core.api import ApiView, client_ip, validate
+from core.errors import ApiError, NotFound, ValidationFailed
 from core.openapi import UPSTREAM_ERRORS, errors
 from core.params import ascii_whole_number
 from core.parsers import JsonBodyParser, MultipartBodyParser
 from core.serializers import Page, page_of, render
-from generation import services
+from generation import limits, services
 from generation.serializers import (
     ChatAnswerSerializer,
     ChatDoneSerializer,
@@ -32,12 +35,14 @@ from generation.serializers import (
     HistoryQuerySerializer,
     ImageResultSerializer,
     ImageSerializer,
+    LimitsChangeSerializer,
     ModelListSerializer,
     ModelQuerySerializer,
     PollingUrlQuerySerializer,
     PresetSerializer,
     TextAnswerSerializer,
     TextSerializer,
+    UserLimitsSerializer,
     VideoFromImageUploadSerializer,
     VideoFromImageUrlSerializer,
     VideoJobSerializer,
@@ -364,3 +369,64 @@ def file_response(path: str, media_type: str) -> StreamingHttpResponse:
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Disposition"] = "inline"
     return response
+
+
+# -- limits (decisions 40 and 41) ---------------------------------------------------------
+
+LIMITS_ERRORS = (
+    "Calls outside the limits are refused before anything is sent upstream: a model the "
+    "caller may not use with 403 `model_not_allowed`; a call whose worst-case cost does not "
+    "fit the remaining budget with 429 `budget_exceeded` (`x-should-retry: false`, "
+    "`Retry-After` = seconds until the period resets); limits that cannot be read with 503 "
+    "`limits_unavailable`."
+)
+
+
+def _user(user_id: UUID) -> User:
+    user = get_directory().user(user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
+
+
+class MyLimitsView(ApiView):
+    @extend_schema(
+        tags=["users"],
+        summary="Your limits and your spend this period",
+        description=LIMITS_ERRORS,
+        responses={200: UserLimitsSerializer},
+    )
+    async def get(self, request: Request) -> Response:
+        report = await services.limits_report(request_user(request))
+        return Response(render(UserLimitsSerializer, report))
+
+
+class UserLimitsView(ApiView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        tags=["users"],
+        summary="A user's limits and spend this period (admin)",
+        description=LIMITS_ERRORS,
+        responses={200: UserLimitsSerializer},
+    )
+    async def get(self, request: Request, user_id: UUID) -> Response:
+        report = await services.limits_report(_user(user_id))
+        return Response(render(UserLimitsSerializer, report))
+
+    @extend_schema(
+        tags=["users"],
+        summary="Override a user's limits (admin; audited with old and new values)",
+        description=(
+            "Fields left out stay as they are; `null` inherits the role's value. Audited as "
+            "`limits.user_changed` with the old and new override."
+        ),
+        request=LimitsChangeSerializer,
+        responses={200: UserLimitsSerializer},
+    )
+    async def put(self, request: Request, user_id: UUID) -> Response:
+        changes = validate(LimitsChangeSerializer, request.data)
+        user = _user(user_id)
+        await limits.set_user_limits(request_user(request), user, changes, ip=client_ip(request))
+        report = await services.limits_report(user)
+        return Response(render(UserLimitsSerializer, report))

@@ -16,9 +16,11 @@ class GenerationConfig(AppConfig):
 
 
 def _delete_user_content(sender: Any, *, tx: Any, user_id: UUID, **kwargs: Any) -> None:
+    from generation.limits import invalidate_limits
     from generation.repository import delete_user_content
 
     delete_user_content(tx, user_id)
+    tx.on_commit(invalidate_limits)
 
 
 def _remove_user_media(sender: Any, *, user_id: UUID, **kwargs: Any) -> None:

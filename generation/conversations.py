@@ -12,7 +12,8 @@ from core.clock import utcnow
 from core.db import Tx, get_database
 from core.errors import NotFound
 from generation import repository as repo
-from generation.ledger import Admission, admit
+from generation.ledger import Admission, admit, release
+from generation.pricing import chat_demand
 from generation.repository import ChatMessage, Conversation
 from generation.services import StreamDone, answer_chat, stream_answer
 
@@ -77,11 +78,19 @@ async def open_turn(
 ) -> Turn:
     """Admit the call first; only then start a new conversation and save the question, so
     a refused call leaves nothing behind."""
-    admission = await admit(user, "chat", conversation.model if conversation else model)
-    if conversation is None:
-        conversation = await start_conversation(user, admission.model.id, content)
-    messages = _context(conversation, content)
-    await _save(conversation.id, ChatMessage("user", content))
+    if conversation is not None:
+        messages = _context(conversation, content)
+        model = conversation.model
+    else:
+        messages = [{"role": "user", "content": content}]
+    admission = await admit(user, "chat", model, chat_demand(messages))
+    try:
+        if conversation is None:
+            conversation = await start_conversation(user, admission.model.id, content)
+        await _save(conversation.id, ChatMessage("user", content))
+    except BaseException:
+        release(admission)
+        raise
     return Turn(admission, conversation, messages)
 
 

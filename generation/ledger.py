@@ -1,8 +1,10 @@
 """The call ledger: every billable upstream call is a history row that is durable before
-anyone hears of it (decision 20).
+anyone hears of it (decision 20), and the one check-reserve-settle point of budgets and
+model allow-lists (decisions 40, 41).
 
-A call is first *admitted*: the model is checked against the catalogue before anything
-is written or sent. Running it writes the history row as `pending` while the upstream
+A call is first *admitted*: the model is checked against the catalogue and the caller's
+allow-list, and the upper bound of its cost is reserved from the caller's budget, before
+anything is written or sent. Running it writes the history row as `pending` while the upstream
 call is in flight (the write overlaps the call instead of delaying it), and *settles* it —
 the final row and the usage row of the call, in one group commit — before the caller may
 answer with an id, a cost or a job. If the process dies in between, start-up books the
@@ -21,19 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID, uuid4
+
+from django.conf import settings
 
 from accounts.repository import User
 from core.clock import utcnow
 from core.db import DatabaseError, Tx, get_database
 from core.errors import UpstreamError, ValidationFailed
 from generation import repository as repo
+from generation import spend
 from generation.catalog import find_model
+from generation.limits import Limits, check_model
 from generation.openrouter import ModelInfo
+from generation.pricing import Demand, Unpriceable, upper_bound
 from generation.pseudonym import upstream_user
 from generation.repository import Generation, UsageRecord
 from generation.usage import CallOutcome
@@ -59,16 +66,37 @@ _MODEL_LIST = {"embedding": "/v1/models"}
 
 @dataclass(frozen=True)
 class Admission:
-    """A call the gateway agreed to make: the model exists and is of the right kind."""
+    """A call the gateway agreed to make: the model exists, is of the right kind and
+    allowed, and the most it can cost is held from the caller's budget."""
 
     user: User
     kind: str
     model: ModelInfo
-    reserved_cost: float | None = None
+    reserved_cost: float | None = None  # the upper bound of the cost (None: no fixed price)
+    held: float = 0.0  # what the budget holds for it (0 without a budget)
+    completion_cap: int | None = None  # max_tokens to send when the client set none
+
+    def cap(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The upstream payload with the completion cap the reservation assumed."""
+        if self.completion_cap is not None and not (
+            payload.get("max_tokens") or payload.get("max_completion_tokens")
+        ):
+            payload["max_tokens"] = self.completion_cap
+        return payload
 
 
-async def admit(user: User, kind: str, model_id: str) -> Admission:
-    """Check a call before anything is written or sent upstream (4xx changes nothing)."""
+async def admit(
+    user: User,
+    kind: str,
+    model_id: str,
+    demand: Demand,
+    *,
+    fallbacks: Sequence[str] = (),
+) -> Admission:
+    """Check a call and reserve its worst-case cost before anything is written or sent
+    upstream (4xx changes nothing): 400 unknown_model, 403 model_not_allowed, 429
+    budget_exceeded, 503 limits_unavailable. `fallbacks` are OpenRouter's `models`, each
+    checked like the model; the bound is the dearest of them."""
     model_kind = MODEL_KIND[kind]
     model = await find_model(model_id)
     if model is None or model.kind != model_kind:
@@ -77,7 +105,44 @@ async def admit(user: User, kind: str, model_id: str) -> Admission:
             code="unknown_model",
             fields={"model": f"Choose a {model_kind} model from {_models_of(model_kind)}."},
         )
-    return Admission(user, kind, model)
+    limits = await check_model(user, model.id)
+    candidates = [model]
+    for fallback_id in fallbacks:
+        fallback = await find_model(fallback_id)
+        if fallback is None or fallback.kind != model_kind:
+            raise ValidationFailed(
+                f"'{fallback_id}' is not a {model_kind} model of this gateway's catalogue.",
+                code="unknown_model",
+                fields={"models": f"Use {model_kind} models from {_models_of(model_kind)}."},
+            )
+        await check_model(user, fallback.id, limits)
+        candidates.append(fallback)
+    cap = None
+    if limits.budget_usd is not None and model_kind == "text" and demand.max_tokens is None:
+        cap = settings.BUDGET_DEFAULT_MAX_TOKENS
+    bound = _bound(candidates, demand, limits)
+    held = await spend.reserve(user.id, limits, bound or 0.0)
+    return Admission(user, kind, model, bound, held, cap)
+
+
+def _bound(models: Sequence[ModelInfo], demand: Demand, limits: Limits) -> float | None:
+    try:
+        cap = settings.BUDGET_DEFAULT_MAX_TOKENS
+        return max(upper_bound(m, demand, default_cap=cap) for m in models)
+    except Unpriceable:
+        if limits.budget_usd is None:
+            return None
+        raise spend.BudgetExceeded(
+            f"The catalogue gives no fixed price for '{models[0].id}', so it cannot be used "
+            "under a budget.",
+            headers={"x-should-retry": "false"},
+        ) from None
+
+
+def release(admission: Admission) -> None:
+    """Give back the reservation of an admission that will never run (e.g. what had to
+    happen between admitting and calling failed)."""
+    spend.release(admission.user.id, admission.held)
 
 
 def _models_of(model_kind: str) -> str:
@@ -94,6 +159,8 @@ class Call:
     _timer: asyncio.TimerHandle | None = None  # starts that write after PENDING_ROW_DELAY
     pieces: list[str] = field(default_factory=list)  # text streamed so far
     upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
+    held: float = 0.0  # the budget reservation, released when the call settles
+    holds_reservation: bool = False  # a video job keeps it until the job ends
     _also: list[Callable[[Tx], None]] = field(default_factory=list)
     _answered: bool = False
 
@@ -174,15 +241,17 @@ async def run(
         finished_at=None, reserved_cost=admission.reserved_cost, conversation_id=conversation_id,
     )  # fmt: skip
     outcome = CallOutcome(user.id, USAGE_KIND.get(kind, kind), admission.model.id, row.id)
-    call = Call(row, outcome)
+    call = Call(row, outcome, held=admission.held)
     call._timer = asyncio.get_running_loop().call_later(PENDING_ROW_DELAY, call.write_pending)
     try:
         yield call
     except BaseException as exc:
         outcome.note_failure(exc)
+        abandoned = isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id
+        call.holds_reservation = bool(abandoned)  # until the late cost is known
         await _settle(call, _ended(call, exc))
-        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id:
-            _cost_later(call.id, outcome.kind, call.upstream_id)
+        if abandoned and call.upstream_id:
+            _cost_later(call, outcome.kind, call.upstream_id)
         raise
     if not call._answered:  # a bug in the block: still never leave the row pending
         outcome.failed("internal_error")
@@ -213,12 +282,43 @@ def _ended(call: Call, error: BaseException | None) -> Generation:
 
 async def _settle(call: Call, final: Generation) -> None:
     """Commit the final row and the usage record; shielded, so a client that goes away
-    cannot leave the call pending."""
+    cannot leave the call pending. The commit releases the call's reservation and counts
+    its cost (a video job or an abandoned stream keeps the reservation for later)."""
     usage = call.outcome.record()
-    await asyncio.shield(_commit(call, final, usage))
+    released = 0.0 if call.holds_reservation else call.held
+    try:
+        await asyncio.shield(_commit(call, final, usage, released))
+    except BaseException:
+        spend.release(call.row.user_id, released)
+        raise
 
 
-async def _commit(call: Call, final: Generation, usage: UsageRecord) -> None:
+Settled = Sequence[tuple[Generation, UsageRecord, float]]  # final row, usage, reservation
+
+
+def _settle_calls(tx: Tx, settled: Settled) -> list[None]:
+    """Batched write: settle calls whose pending row exists and, after the commit, their
+    budgets."""
+    done = repo.settle_generations(tx, [(final, usage) for final, usage, _ in settled])
+    _book_settled(tx, settled)
+    return done
+
+
+def _insert_settled_calls(tx: Tx, settled: Settled) -> list[None]:
+    """Batched write: calls that settled before their pending row was written."""
+    done = repo.insert_settled_generations(tx, [(final, usage) for final, usage, _ in settled])
+    _book_settled(tx, settled)
+    return done
+
+
+def _book_settled(tx: Tx, settled: Settled) -> None:
+    for final, usage, released in settled:
+        spend.note_booked(
+            tx, final.user_id, released=released, cost=usage.cost, at=usage.occurred_at
+        )
+
+
+async def _commit(call: Call, final: Generation, usage: UsageRecord, released: float) -> None:
     db = get_database()
     if call._timer is not None:  # settled before its pending row was due: never write it
         call._timer.cancel()
@@ -231,16 +331,15 @@ async def _commit(call: Call, final: Generation, usage: UsageRecord) -> None:
         except DatabaseError:
             log.warning("the pending row of call %s was not written; writing it settled", call.id)
     if not call._also:
-        settle = repo.settle_generations if inserted else repo.insert_settled_generations
-        await db.awrite_batched(settle, (final, usage))
+        settle = _settle_calls if inserted else _insert_settled_calls
+        await db.awrite_batched(settle, (final, usage, released))
         return
 
     def settle_all(tx: Tx) -> None:
         if inserted:
-            repo.settle_generations(tx, [(final, usage)])
+            _settle_calls(tx, [(final, usage, released)])
         else:
-            repo.insert_generations(tx, [final])
-            repo.insert_usage(tx, [usage])
+            _insert_settled_calls(tx, [(final, usage, released)])
         for write in call._also:
             write(tx)
 
@@ -253,15 +352,17 @@ LATE_COST_WAITS = (0.0, 1.0, 2.0, 4.0, 8.0)
 _late: set[asyncio.Task[None]] = set()
 
 
-def _cost_later(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+def _cost_later(call: Call, usage_kind: str, upstream_id: str) -> None:
     task = asyncio.get_running_loop().create_task(
-        _book_late_cost(generation_id, usage_kind, upstream_id)
+        _book_late_cost(call.id, call.row.user_id, usage_kind, upstream_id, call.held)
     )
     _late.add(task)
     task.add_done_callback(_late.discard)
 
 
-async def _book_late_cost(generation_id: UUID, usage_kind: str, upstream_id: str) -> None:
+async def _book_late_cost(
+    generation_id: UUID, user_id: UUID, usage_kind: str, upstream_id: str, held: float
+) -> None:
     from generation.openrouter import get_openrouter_client
 
     for wait in LATE_COST_WAITS:
@@ -273,11 +374,25 @@ async def _book_late_cost(generation_id: UUID, usage_kind: str, upstream_id: str
             continue
         if usage is not None and usage.cost is not None:
             await get_database().awrite(
-                repo.book_late_cost, generation_id, usage_kind,
-                usage.prompt_tokens, usage.completion_tokens, usage.cost,
+                _book_late, generation_id, user_id, usage_kind, usage.prompt_tokens,
+                usage.completion_tokens, usage.cost, held,
             )  # fmt: skip
             return
+    if held:  # never free: what the budget held is booked as its cost
+        log.warning("no cost for abandoned call %s; booked at its reservation", generation_id)
+        await get_database().awrite(
+            _book_late, generation_id, user_id, usage_kind, None, None, held, held
+        )
+        return
     log.warning("no cost for abandoned call %s: OpenRouter never reported it", generation_id)
+
+
+def _book_late(
+    tx: Tx, generation_id: UUID, user_id: UUID, usage_kind: str, tokens_in: int | None,
+    tokens_out: int | None, cost: float, held: float,
+) -> None:  # fmt: skip
+    booked = repo.book_late_cost(tx, generation_id, usage_kind, tokens_in, tokens_out, cost)
+    spend.note_booked(tx, user_id, released=held, cost=cost if booked else None)
 
 
 async def wait_for_late_costs() -> None:

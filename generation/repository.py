@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -236,22 +237,28 @@ def insert_settled_generations(
 
 
 def book_late_cost(
-    tx: Tx, generation_id: UUID, usage_kind: str, tokens_in: int, tokens_out: int, cost: float
-) -> None:
+    tx: Tx,
+    generation_id: UUID,
+    usage_kind: str,
+    tokens_in: int | None,
+    tokens_out: int | None,
+    cost: float,
+) -> bool:
     """The cost OpenRouter reported afterwards for a call whose stream was abandoned: on
-    its usage row and history row, unless they already have one."""
+    its usage row and history row, unless they already have one. True if it was booked."""
     values = [cost, tokens_in, tokens_out]
-    tx.execute(
+    booked = tx.execute(
         "UPDATE usage_records SET cost = ?, tokens_in = coalesce(tokens_in, ?),"
         " tokens_out = coalesce(tokens_out, ?)"
-        " WHERE generation_id = ? AND kind = ? AND cost IS NULL",
+        " WHERE generation_id = ? AND kind = ? AND cost IS NULL RETURNING generation_id",
         [*values, generation_id, usage_kind],
-    )
+    ).fetchall()
     tx.execute(
         "UPDATE generations SET cost = ?, tokens_in = coalesce(tokens_in, ?),"
         " tokens_out = coalesce(tokens_out, ?) WHERE id = ? AND cost IS NULL",
         [*values, generation_id],
     )
+    return bool(booked)
 
 
 def book_interrupted_calls(tx: Tx, now: datetime) -> int:
@@ -430,6 +437,7 @@ def delete_user_content(tx: Tx, user_id: UUID) -> None:
     tx.execute("DELETE FROM conversations WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM video_jobs WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM generations WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM user_limits WHERE user_id = ?", [user_id])
 
 
 # -- conversations ------------------------------------------------------------------------
@@ -528,3 +536,93 @@ def usage_since(con: Connection, user_id: UUID, since: datetime) -> dict[str, An
         "calls": calls, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost,
         "generations": dict(by_kind),
     }  # fmt: skip
+
+
+# -- limits and spend (decisions 40 and 41) -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsRow:
+    """One row of role_limits (key: the role) or user_limits (key: the user id); None in a
+    field means "every model" / "no budget" for a role and "the role's" for a user."""
+
+    key: str
+    allowed_models: tuple[str, ...] | None
+    budget_usd: Decimal | None
+    budget_period: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> LimitsRow:
+        key, patterns, budget, period, updated_at = row
+        allowed = None if patterns is None else tuple(json.loads(patterns))
+        budget = None if budget is None else Decimal(budget).quantize(Decimal("0.000001"))
+        return cls(str(key), allowed, budget, period, updated_at)
+
+
+def all_limits(con: Connection | Tx) -> tuple[list[LimitsRow], list[LimitsRow]]:
+    """(role rows, user rows): small tables, cached whole in the process."""
+    roles = con.execute(
+        "SELECT role, allowed_models, budget_usd, budget_period, updated_at FROM role_limits"
+    ).fetchall()
+    users = con.execute(
+        "SELECT user_id, allowed_models, budget_usd, budget_period, updated_at FROM user_limits"
+    ).fetchall()
+    return [LimitsRow.from_row(r) for r in roles], [LimitsRow.from_row(r) for r in users]
+
+
+def _patterns_json(patterns: Sequence[str] | None) -> str | None:
+    return None if patterns is None else json.dumps(list(patterns))
+
+
+def put_role_limits(tx: Tx, row: LimitsRow) -> None:
+    values = [_patterns_json(row.allowed_models), row.budget_usd, row.budget_period, row.updated_at]
+    tx.execute("DELETE FROM role_limits WHERE role = ?", [row.key])
+    tx.execute(
+        "INSERT INTO role_limits (role, allowed_models, budget_usd, budget_period, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [row.key, *values],
+    )
+
+
+def put_user_limits(tx: Tx, row: LimitsRow) -> None:
+    """Store a user's override; an override with every field inherited is no row at all."""
+    tx.execute("DELETE FROM user_limits WHERE user_id = ?", [UUID(row.key)])
+    if row.allowed_models is None and row.budget_usd is None and row.budget_period is None:
+        return
+    tx.execute(
+        "INSERT INTO user_limits (user_id, allowed_models, budget_usd, budget_period, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [UUID(row.key), _patterns_json(row.allowed_models), row.budget_usd, row.budget_period,
+         row.updated_at],
+    )  # fmt: skip
+
+
+def spent_between(con: Connection | Tx, user_id: UUID, start: datetime, end: datetime) -> float:
+    """What OpenRouter billed a user's calls booked in [start, end)."""
+    row = con.execute(
+        "SELECT coalesce(sum(cost), 0) FROM usage_records"
+        " WHERE user_id = ? AND occurred_at >= ? AND occurred_at < ?",
+        [user_id, start, end],
+    ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def held_video_reservations(con: Connection | Tx, user_id: UUID) -> float:
+    """The reservations a user's unfinished video jobs hold until they end."""
+    row = con.execute(
+        "SELECT coalesce(sum(reserved_cost), 0) FROM video_jobs"
+        " WHERE user_id = ? AND status NOT IN ('completed', 'failed', 'cancelled', 'expired')",
+        [user_id],
+    ).fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def spent_by_user(con: Connection, since: datetime, until: datetime) -> dict[UUID, float]:
+    """Every user's spend in [since, until), for the staff pages."""
+    rows = con.execute(
+        "SELECT user_id, sum(cost) FROM usage_records"
+        " WHERE occurred_at >= ? AND occurred_at < ? AND user_id IS NOT NULL GROUP BY 1",
+        [since, until],
+    ).fetchall()
+    return {user_id: float(total or 0) for user_id, total in rows}

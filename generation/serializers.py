@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.core.validators import RegexValidator
@@ -21,6 +22,7 @@ from core.serializers import (
     StrictSerializer,
     filter_choice,
 )
+from generation.limits import PERIODS, Limits, normalize_patterns
 from generation.openrouter import ModelInfo
 from generation.presets import DEFAULT_LENGTH, LENGTHS
 from generation.repository import Generation, VideoJob
@@ -284,3 +286,77 @@ class VideoJobSerializer(serializers.Serializer[VideoJob]):
 
     def get_video_url(self, job: VideoJob) -> str | None:
         return f"/api/generate/video/{job.id}/content" if job.video_file else None
+
+
+# -- limits (decisions 40 and 41) -----------------------------------------------------------
+
+
+class LimitsChangeSerializer(StrictSerializer):
+    """A change of limits: fields left out stay as they are. For a role, null allows every
+    model / sets no budget; for a user, null inherits the role's value."""
+
+    allowed_models = serializers.ListField(
+        child=StrictCharField(max_length=200), allow_null=True, required=False, max_length=200,
+        help_text="Model-id patterns, `*` matching any characters: `openai/*`, "
+        "`google/veo-3.1-fast`, `*:free`. `[]` allows no model.",
+    )  # fmt: skip
+    budget_usd = serializers.DecimalField(
+        max_digits=15, decimal_places=6, min_value=Decimal(0), allow_null=True, required=False,
+        coerce_to_string=False, help_text="USD per period, at least 0.",
+    )  # fmt: skip
+    budget_period = serializers.ChoiceField(choices=PERIODS, allow_null=True, required=False)
+
+    def validate_allowed_models(self, patterns: list[str] | None) -> tuple[str, ...] | None:
+        if patterns is None:
+            return None
+        try:
+            return normalize_patterns(patterns)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class LimitsSerializer(serializers.Serializer[Limits]):
+    """Limits as they apply: null allows every model / sets no budget."""
+
+    allowed_models = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    budget_usd = serializers.DecimalField(
+        max_digits=15, decimal_places=6, coerce_to_string=False, allow_null=True
+    )
+    budget_period = serializers.ChoiceField(choices=PERIODS)
+
+    class Meta:
+        ref_name = "Limits"
+
+
+class RoleLimitsSerializer(serializers.Serializer[Mapping[str, Limits]]):
+    user = LimitsSerializer()
+    admin = LimitsSerializer()
+
+
+class RoleLimitsListSerializer(serializers.Serializer[Mapping[str, Any]]):
+    roles = RoleLimitsSerializer()
+
+
+class LimitsOverrideSerializer(serializers.Serializer[Any]):
+    """A user's own values; null inherits the role's."""
+
+    allowed_models = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    budget_usd = serializers.DecimalField(
+        max_digits=15, decimal_places=6, coerce_to_string=False, allow_null=True
+    )
+    budget_period = serializers.ChoiceField(choices=PERIODS, allow_null=True)
+
+
+class UserLimitsSerializer(LimitsSerializer):
+    """The limits that apply to a user, and their spend in the current period."""
+
+    user_id = serializers.UUIDField()
+    role = serializers.CharField()
+    override = LimitsOverrideSerializer(allow_null=True)
+    spent_usd = serializers.FloatField(help_text="Booked from OpenRouter's reported costs.")
+    reserved_usd = serializers.FloatField(help_text="Held by calls and video jobs in flight.")
+    remaining_usd = serializers.FloatField(allow_null=True, help_text="Null without a budget.")
+    resets_at = serializers.DateTimeField(help_text="When the period ends (UTC).")
+
+    class Meta:
+        ref_name = "UserLimits"

@@ -14,10 +14,10 @@ from typing import Any
 from uuid import UUID
 
 from accounts.repository import User
-from core.clock import utcnow
+from core.clock import aware, utcnow
 from core.db import Tx, get_database
 from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
-from generation import ledger
+from generation import ledger, limits, pricing, spend
 from generation import repository as repo
 from generation.catalog import list_models
 from generation.ledger import Admission
@@ -49,9 +49,14 @@ ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
 NATIVE_KINDS = ("text", "image", "video")  # embeddings are served by /v1/embeddings only
 
 
-async def models_of_kind(kind: str | None, user: User | None = None) -> list[ModelInfo]:
-    models = await list_models(user.id if user else None)
-    return [m for m in models if m.kind == kind or (kind is None and m.kind in NATIVE_KINDS)]
+async def models_of_kind(kind: str | None, user: User) -> list[ModelInfo]:
+    """The catalogue's models of a kind (every native kind for None) the user may call."""
+    models = await list_models(user.id)
+    allowed = await limits.limits_for(user)
+    return [
+        m for m in models
+        if (m.kind == kind or (kind is None and m.kind in NATIVE_KINDS)) and allowed.allows(m.id)
+    ]  # fmt: skip
 
 
 # -- text and chat ----------------------------------------------------------------------
@@ -97,7 +102,14 @@ async def complete_chat(
     options: Mapping[str, Any] | None = None,
 ) -> TextAnswer:
     """One non-streaming chat completion (admitted, run and settled)."""
-    return await answer_chat(await ledger.admit(user, "chat", model), messages, options=options)
+    admission = await ledger.admit(user, "chat", model, _chat_demand(messages, options))
+    return await answer_chat(admission, messages, options=options)
+
+
+def _chat_demand(
+    messages: Sequence[Mapping[str, str]], options: Mapping[str, Any] | None
+) -> pricing.Demand:
+    return pricing.chat_demand(messages, max_tokens=(options or {}).get("max_tokens"))
 
 
 async def answer_chat(
@@ -114,7 +126,7 @@ async def answer_chat(
     prompt = _last_user_message(messages)
     async with ledger.run(admission, prompt, options, conversation_id=conversation_id) as call:
         result = await get_openrouter_client().chat(
-            chat_payload(model, messages, options), user=call.upstream_user
+            admission.cap(chat_payload(model, messages, options)), user=call.upstream_user
         )
         call.answered(
             model=result.model, latency_ms=result.latency_ms, usage=result.usage,
@@ -126,9 +138,9 @@ async def answer_chat(
 async def generate_text(
     user: User, model: str, prompt: str, system_prompt: str | None = None, **options: Any
 ) -> TextAnswer:
-    admission = await ledger.admit(user, "text", model)
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
+    admission = await ledger.admit(user, "text", model, _chat_demand(messages, options))
     return await answer_chat(admission, messages, options=options)
 
 
@@ -138,11 +150,11 @@ async def run_preset(
     """Summarize or shorten a text: a text generation with the preset's system prompt,
     through the same call ledger as /api/generate/text, recorded with the preset's kind."""
     preset = PRESETS[kind]
-    admission = await ledger.admit(user, preset.kind, model)
     messages = [
         {"role": "system", "content": preset.system_prompt(length)},
         {"role": "user", "content": text},
     ]
+    admission = await ledger.admit(user, preset.kind, model, _chat_demand(messages, None))
     # `length` is kept in the history row's params; chat_payload sends only sampling options.
     return await answer_chat(admission, messages, options={"length": length})
 
@@ -161,7 +173,7 @@ async def stream_chat(
     options: Mapping[str, Any] | None = None,
 ) -> AsyncGenerator[str | StreamDone, None]:
     """A streamed chat completion: admitted when the first piece is asked for."""
-    admission = await ledger.admit(user, "chat", model)
+    admission = await ledger.admit(user, "chat", model, _chat_demand(messages, options))
     async with aclosing(stream_answer(admission, messages, options=options)) as pieces:
         async for piece in pieces:
             yield piece
@@ -179,7 +191,7 @@ async def stream_answer(
     rows are committed."""
     options = dict(options or {})
     model = admission.model.id
-    payload = {**chat_payload(model, messages, options), "stream": True}
+    payload = admission.cap({**chat_payload(model, messages, options), "stream": True})
     prompt = _last_user_message(messages)
     end: StreamEnd | None = None
     async with (
@@ -210,7 +222,7 @@ async def generate_image(
 ) -> Generation:
     """Pick the upstream path from the catalogue: models that also write text use chat
     completions with modalities ["image", "text"]; image-only models the Image API."""
-    admission = await ledger.admit(user, "image", model)
+    admission = await ledger.admit(user, "image", model, pricing.image_demand(prompt, options))
     client = get_openrouter_client()
     image_config = {k: options[k] for k in ("aspect_ratio", "image_size") if options.get(k)}
     async with ledger.run(admission, prompt, options) as call:
@@ -292,7 +304,7 @@ async def submit_video(
     first_frame: str | None = None,
 ) -> VideoJob:
     """Start an upstream video job; its row and the job are committed before answering."""
-    admission = await ledger.admit(user, "video", model)
+    admission = await ledger.admit(user, "video", model, pricing.video_demand(prompt, options))
     payload: dict[str, Any] = {"model": model, "prompt": prompt}
     for name in ("duration", "resolution", "aspect_ratio", "generate_audio", "seed"):
         if options.get(name) is not None:
@@ -311,8 +323,9 @@ async def submit_video(
             polling_url=upstream.polling_url, status=upstream.status, error=upstream.error,
             cost=upstream.cost, upstream_generation_id=upstream.generation_id, video_file=None,
             created_at=now, updated_at=now, last_polled_at=now,
-            completed_at=now if terminal else None, reserved_cost=admission.reserved_cost,
+            completed_at=now if terminal else None, reserved_cost=admission.held or None,
         )  # fmt: skip
+        call.holds_reservation = not terminal  # released when the job ends
         call.answered(
             model=None, latency_ms=upstream.latency_ms, status=upstream.status,
             error_message=upstream.error, finished_at=now if terminal else None,
@@ -458,6 +471,11 @@ async def _save_job(
             )  # fmt: skip
         if usage is not None:
             repo.insert_usage(tx, [usage])
+        ended = updated is not None and updated.is_terminal and not job.is_terminal
+        spend.note_booked(
+            tx, job.user_id, released=(updated.reserved_cost or 0.0) if ended and updated else 0.0,
+            cost=usage.cost if usage else None, at=usage.occurred_at if usage else None,
+        )  # fmt: skip
         return updated
 
     return await get_database().awrite(save)
@@ -515,3 +533,72 @@ async def media_file(user: User, generation_id: UUID, index: int) -> tuple[str, 
     if path is None:
         raise NotFound("The file is missing.", code="media_missing")
     return str(path), media.type
+
+
+# -- limits and spend -------------------------------------------------------------------
+
+
+async def limits_report(user: User) -> dict[str, Any]:
+    """The limits that apply to a user, their own override and their spend this period."""
+    rules = await limits.limit_rules()
+    effective = rules.effective(user)
+    state = await spend.status(user.id, effective)
+    own = rules.override(user.id)
+    override = None
+    if own is not None:
+        override = {
+            "allowed_models": own.allowed_models, "budget_usd": own.budget_usd,
+            "budget_period": own.budget_period,
+        }  # fmt: skip
+    return {
+        **effective.as_dict(), "user_id": user.id, "role": user.role, "override": override,
+        "spent_usd": state.spent_usd, "reserved_usd": state.reserved_usd,
+        "remaining_usd": state.remaining_usd,
+        "resets_at": aware(state.resets_at),
+    }  # fmt: skip
+
+
+async def spend_summary(user: User) -> spend.SpendStatus | None:
+    """The signed-in user's spend for the pages; None if the limits cannot be read now."""
+    try:
+        return await spend.status(user.id, await limits.limits_for(user))
+    except ApiError:
+        return None
+
+
+@dataclass(frozen=True)
+class UserSpend:
+    """One user's limits and spend this period, for the staff pages."""
+
+    user: User
+    limits: limits.Limits
+    overridden: bool
+    spent_usd: float
+
+    @property
+    def percent(self) -> int:
+        budget = self.limits.budget_usd
+        if budget is None:
+            return 0
+        return 100 if budget <= 0 else max(0, min(100, round(100 * self.spent_usd / float(budget))))
+
+
+async def spend_overview(users: Sequence[User]) -> list[UserSpend]:
+    """Each user's effective limits and what they spent in their current period (one
+    aggregate per period in use)."""
+    rules = await limits.limit_rules()
+    effective = {user.id: rules.effective(user) for user in users}
+    now = utcnow()
+    spent: dict[str, dict[UUID, float]] = {}
+    for period in sorted({lim.budget_period for lim in effective.values()}):
+        start, end = limits.period_bounds(period, now)
+        spent[period] = await get_database().aread(repo.spent_by_user, start, end)
+    return [
+        UserSpend(
+            user,
+            effective[user.id],
+            rules.override(user.id) is not None,
+            spent[effective[user.id].budget_period].get(user.id, 0.0),
+        )
+        for user in users
+    ]

@@ -22,6 +22,8 @@ api_urlpatterns = [
         api.VideoContentView.as_view(),
         name="api-video-content",
     ),
+    path("users/me/limits", api.MyLimitsView.as_view(), name="api-my-limits"),
+    path("users/<uuid:user_id>/limits", api.UserLimitsView.as_view(), name="api-user-limits"),
     path("generations", api.GenerationListView.as_view(), name="api-generations"),
     path(
         "generations/<uuid:generation_id>",

@@ -50,13 +50,18 @@ HISTORY_PAGE_SIZE = 12
 RENDER_INTERVAL = 0.05  # seconds between re-renders of a growing chat answer
 
 
-async def _catalogue(kind: str) -> tuple[list[ModelInfo], str | None]:
-    """Models for a picker, or an explanation of why there are none."""
+async def _catalogue(request: PageRequest, kind: str) -> tuple[list[ModelInfo], str | None]:
+    """The models the user may pick, or an explanation of why there are none."""
     try:
-        models = await services.models_of_kind(kind)
+        models = await services.models_of_kind(kind, current_user(request))
     except ApiError as exc:
         return [], exc.message
-    return models, None if models else f"The provider lists no {kind} models."
+    if models:
+        return models, None
+    return (
+        [],
+        f"No {kind} model is available to you: the provider lists none, or your limits allow none.",
+    )
 
 
 def _options(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -78,7 +83,12 @@ async def home(request: PageRequest) -> HttpResponse:
     return render(
         request,
         "generation/dashboard.html",
-        {"usage": usage, "entries": await _history_entries(user, recent), "month": month_start},
+        {
+            "usage": usage,
+            "entries": await _history_entries(user, recent),
+            "month": month_start,
+            "spend": await services.spend_summary(user),
+        },
     )
 
 
@@ -101,7 +111,7 @@ async def generate_text(request: PageRequest) -> HttpResponse:
     mode = request.POST.get("mode") or request.GET.get("mode") or "write"
     if mode not in TEXT_MODES:
         mode = "write"
-    models, problem = await _catalogue("text")
+    models, problem = await _catalogue(request, "text")
     form_class = TextForm if mode == "write" else PresetForm
     form = form_class(request.POST or None, models=models)
     answer = None
@@ -110,7 +120,7 @@ async def generate_text(request: PageRequest) -> HttpResponse:
             answer = await _answer_text(current_user(request), mode, form.cleaned_data)
         except ApiError as exc:
             apply_api_error(form, exc)
-    context = {
+    context: dict[str, Any] = {
         "form": form,
         "answer": answer,
         "problem": problem,
@@ -118,8 +128,10 @@ async def generate_text(request: PageRequest) -> HttpResponse:
         "mode_label": TEXT_MODES[mode],
         "modes": TEXT_MODES,
     }
-    template = "generation/_text_panel.html" if request.htmx else "generation/text.html"
-    return render(request, template, context)
+    if request.htmx:
+        return render(request, "generation/_text_panel.html", context)
+    context["spend"] = await services.spend_summary(current_user(request))
+    return render(request, "generation/text.html", context)
 
 
 async def _answer_text(user: User, mode: str, data: dict[str, Any]) -> services.TextAnswer:
@@ -134,7 +146,7 @@ async def _answer_text(user: User, mode: str, data: dict[str, Any]) -> services.
 @login_required
 @require_http_methods(["GET", "POST"])
 async def generate_image(request: PageRequest) -> HttpResponse:
-    models, problem = await _catalogue("image")
+    models, problem = await _catalogue(request, "image")
     form = ImageForm(request.POST or None, models=models)
     generation = None
     if request.method == "POST" and form.is_valid():
@@ -151,9 +163,13 @@ async def generate_image(request: PageRequest) -> HttpResponse:
         if generation
         else []
     )
-    context = {"form": form, "generation": generation, "images": images, "problem": problem}
-    template = "generation/_image_panel.html" if request.htmx else "generation/image.html"
-    return render(request, template, context)
+    context: dict[str, Any] = {
+        "form": form, "generation": generation, "images": images, "problem": problem
+    }  # fmt: skip
+    if request.htmx:
+        return render(request, "generation/_image_panel.html", context)
+    context["spend"] = await services.spend_summary(current_user(request))
+    return render(request, "generation/image.html", context)
 
 
 # -- video ------------------------------------------------------------------------------
@@ -163,7 +179,7 @@ async def generate_image(request: PageRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 async def generate_video(request: PageRequest) -> HttpResponse:
     tab = "image" if (request.POST or request.GET).get("tab") == "image" else "text"
-    models, problem = await _catalogue("video")
+    models, problem = await _catalogue(request, "video")
     form_class = VideoFromImageForm if tab == "image" else VideoForm
     form = form_class(request.POST or None, request.FILES or None, models=models)
     if request.method == "POST" and form.is_valid():
@@ -179,7 +195,9 @@ async def generate_video(request: PageRequest) -> HttpResponse:
             apply_api_error(form, exc)
         else:
             return redirect("video-job", job.id)
-    return render(request, "generation/video.html", {"form": form, "tab": tab, "problem": problem})
+    spend = await services.spend_summary(current_user(request))
+    context = {"form": form, "tab": tab, "problem": problem, "spend": spend}
+    return render(request, "generation/video.html", context)
 
 
 async def _first_frame(data: dict[str, Any]) -> str:
@@ -288,9 +306,11 @@ async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -
     if request.htmx:
         # After an answer: the sidebar and the conversation's heading, without a reload.
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
-    models, problem = ([], None) if conversation else await _catalogue("text")
+    models, problem = ([], None) if conversation else await _catalogue(request, "text")
     form = ChatForm() if conversation else NewChatForm(models=models)
-    return render(request, "generation/chat.html", {**context, "form": form, "problem": problem})
+    spend = await services.spend_summary(user)
+    page = {**context, "form": form, "problem": problem, "spend": spend}
+    return render(request, "generation/chat.html", page)
 
 
 async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conversations.Turn:
@@ -301,7 +321,7 @@ async def _chat_turn(request: PageRequest, conversation_id: UUID | None) -> conv
         conversation = await conversations.get_conversation(user, conversation_id)
         form: ChatForm = ChatForm(request.POST)
     else:
-        models, _ = await _catalogue("text")
+        models, _ = await _catalogue(request, "text")
         form = NewChatForm(request.POST, models=models)
     if not form.is_valid():
         raise ValidationFailed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,7 +15,7 @@ from core.clock import utcnow
 from core.db import DuckDBDatabase, database_from_settings, use_database
 from core.db.postgres import PostgresDatabase
 from generation import repository as generation_repo
-from generation.repository import ChatMessage, Generation, UsageRecord, VideoJob
+from generation.repository import ChatMessage, Generation, LimitsRow, UsageRecord, VideoJob
 from tests.conftest import ApiClient, make_persona
 
 pytestmark = pytest.mark.postgresql_only
@@ -113,6 +114,19 @@ def _populate(db):
             ChatMessage("assistant", "Hi! 100% here?", stopped=True),
         ):
             generation_repo.add_message(tx, conversation_id, message, now)
+        generation_repo.put_role_limits(
+            tx, LimitsRow("user", ("openai/*",), Decimal("2.5"), "week", now)
+        )
+        generation_repo.put_user_limits(tx, LimitsRow(str(user_id), None, Decimal("1"), None, now))
+        tx.execute(
+            "INSERT INTO oidc_identities (issuer, sub, user_id, email, created_at, last_login_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            ["https://idp.example.test", "sub-1", user_id, "alice@example.com", now, now],
+        )
+        tx.execute(
+            "INSERT INTO password_login_exemptions (user_id, granted_at) VALUES (?, ?)",
+            [user_id, now],
+        )
 
     db.write(content)
     return alice

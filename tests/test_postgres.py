@@ -32,6 +32,7 @@ COMPATIBLE_TYPES = {
     "INTEGER": "integer",
     "BIGINT": "bigint",
     "BOOLEAN": "boolean",
+    "DECIMAL(18,6)": "numeric",
 }
 
 SHAPES = (

@@ -39,14 +39,17 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid request (`invalid_request_error`): unknown or malformed fields; `param` "
     "names the field.",
     401: "No, invalid, expired or revoked key (`authentication_error`).",
-    403: "Not allowed (`permission_error`).",
+    403: "Not allowed (`permission_error`): `model_not_allowed` when the key owner's limits "
+    "exclude the model (nothing is sent upstream).",
     404: "No such model (`model_not_found`) or path.",
     413: "The body is too large.",
     415: "Send the body as JSON.",
-    429: "Rate limited (`rate_limit_error`): wait `Retry-After` seconds.",
+    429: "Rate limited (`rate_limit_error`): wait `Retry-After` seconds; or `budget_exceeded`: "
+    "the call's worst-case cost does not fit the owner's remaining budget (`x-should-retry: "
+    "false`, `Retry-After` until the period resets).",
     500: "The gateway failed (`api_error`); never retry a generation blindly.",
     502: "OpenRouter failed (`api_error`); `x-should-retry: false` on generations.",
-    503: "Not configured or busy (`api_error`).",
+    503: "Not configured or busy (`api_error`), or `limits_unavailable`.",
     504: "OpenRouter timed out (`api_error`).",
 }
 
@@ -58,7 +61,7 @@ def openai_errors(*statuses: int) -> dict[int, OpenApiResponse]:
     }
 
 
-UPSTREAM = (429, 502, 503, 504)
+UPSTREAM = (403, 429, 502, 503, 504)
 
 
 class OpenAIView(ApiView):

@@ -18,9 +18,9 @@ from typing import Any
 from uuid import UUID
 
 from accounts.repository import User
-from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
-from generation import ledger, services
-from generation.catalog import find_model, list_models
+from core.errors import ApiError, NotFound, UpstreamError
+from generation import ledger, limits, pricing, services
+from generation.catalog import list_models
 from generation.ledger import Admission, Call
 from generation.media import media_path
 from generation.openai_api.errors import openai_error
@@ -44,9 +44,10 @@ DONE = b"data: [DONE]\n\n"
 
 
 async def usable_models(user: User) -> list[ModelInfo]:
-    """The catalogue models this user may call through /v1/ (all of them, until per-user
-    model limits exist: they belong here)."""
-    return [m for m in await list_models(user.id) if m.kind in V1_KINDS]
+    """The catalogue models this user may call through /v1/: of a /v1/ kind and allowed by
+    the user's limits."""
+    allowed = await limits.limits_for(user)
+    return [m for m in await list_models(user.id) if m.kind in V1_KINDS and allowed.allows(m.id)]
 
 
 async def usable_model(user: User, model_id: str) -> ModelInfo:
@@ -60,17 +61,15 @@ async def usable_model(user: User, model_id: str) -> ModelInfo:
 
 
 async def admit_chat(user: User, data: Mapping[str, Any]) -> Admission:
-    """Admit the model and check every fallback model against the catalogue too."""
-    admission = await ledger.admit(user, "chat", data["model"])
-    for fallback in data.get("models") or ():
-        model = await find_model(fallback)
-        if model is None or model.kind != "text":
-            raise ValidationFailed(
-                f"'{fallback}' is not a text model of this gateway's catalogue.",
-                code="unknown_model",
-                fields={"models": "Use text models from /v1/models."},
-            )
-    return admission
+    """Admit the model and every fallback model (catalogue, allow-list, the dearest one's
+    price reserved)."""
+    demand = pricing.chat_demand(
+        data["messages"], max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+        choices=data.get("n") or 1, tools=data.get("tools"),
+    )  # fmt: skip
+    return await ledger.admit(
+        user, "chat", data["model"], demand, fallbacks=data.get("models") or ()
+    )
 
 
 def upstream_chat_payload(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,7 +113,7 @@ async def chat_completion(user: User, data: Mapping[str, Any]) -> dict[str, Any]
     messages = data["messages"]
     async with ledger.run(admission, _prompt(messages), _history_params(data)) as call:
         result = await get_openrouter_client().chat(
-            upstream_chat_payload(data), user=call.upstream_user
+            admission.cap(upstream_chat_payload(data)), user=call.upstream_user
         )
         call.answered(
             model=result.model, latency_ms=result.latency_ms, usage=result.usage,
@@ -147,7 +146,7 @@ async def chat_completion_chunks(
             ledger.run(admission, _prompt(data["messages"]), _history_params(data)) as call,
             aclosing(
                 get_openrouter_client().stream_chat_chunks(
-                    upstream_chat_payload(data), user=call.upstream_user
+                    admission.cap(upstream_chat_payload(data)), user=call.upstream_user
                 )
             ) as events,
         ):
@@ -214,7 +213,9 @@ def _error_chunk(call: Call, model: str, error: ApiError) -> dict[str, Any]:
 async def create_embeddings(user: User, data: Mapping[str, Any]) -> dict[str, Any]:
     """POST /embeddings upstream; vectors in the encoding the client asked for (float when
     it named none), whatever the upstream sent."""
-    admission = await ledger.admit(user, "embedding", data["model"])
+    admission = await ledger.admit(
+        user, "embedding", data["model"], pricing.embedding_demand(data["input"])
+    )
     encoding = data.get("encoding_format") or "float"
     payload = {k: v for k, v in data.items() if k != "user"}
     payload["encoding_format"] = encoding

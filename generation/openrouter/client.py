@@ -224,7 +224,8 @@ class OpenRouterClient:
         await self._http.aclose()
 
     async def list_models(self) -> list[ModelInfo]:
-        """Reference §2 GET /models?output_modalities=all, merged with §5 GET /videos/models.
+        """Reference §2 GET /models?output_modalities=all, merged with §5 GET /videos/models
+        (whose entries carry the video models' per-second prices and durations).
 
         Only text, image, video and embedding models are returned (speech, rerank, … are
         left out). Retried: listing is idempotent.
@@ -233,10 +234,11 @@ class OpenRouterClient:
             "GET", "/models", params={"output_modalities": "all"}, retry=True
         )
         models = _parse_entries(answer, ModelInfo.from_model)
-        if not any(model.kind == "video" for model in models):
-            known = {model.id for model in models}
-            models += [m for m in await self._list_video_models() if m.id not in known]
-        return models
+        # Video prices (per-second `pricing_skus`) and durations are only in /videos/models:
+        # its entries replace /models' for the same ids (budgets need the prices).
+        videos = {m.id: m for m in await self._list_video_models()}
+        models = [videos.pop(m.id, m) if m.kind == "video" else m for m in models]
+        return models + list(videos.values())
 
     async def _list_video_models(self) -> list[ModelInfo]:
         """Reference §5 GET /videos/models; absent on OpenAI-compatible servers (404)."""

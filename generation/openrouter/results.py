@@ -62,6 +62,7 @@ class ModelInfo:
     kind: ModelKind
     supported_parameters: tuple[str, ...] = ()
     created: int | None = None  # Unix seconds, as OpenRouter lists it
+    durations: tuple[int, ...] = ()  # a video model's supported_durations (seconds)
 
     @classmethod
     def from_model(cls, model: object) -> ModelInfo | None:
@@ -103,6 +104,9 @@ class ModelInfo:
             output_modalities=("video",),
             kind="video",
             created=_int_or_none(model.get("created")),
+            durations=tuple(
+                d for d in _list(model.get("supported_durations")) if type(d) is int and d > 0
+            ),
         )
 
 

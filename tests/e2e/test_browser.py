@@ -326,9 +326,19 @@ def test_every_page_passes_axe_core(browser, site, stub, axe_core, width):  # ty
     page.wait_for_url("**/")
 
     log_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
-    for name in ("users", "stats", "health", "tokens", "audit"):
+    for name in ("users", "stats", "health", "tokens", "audit", "limits"):
         page.goto(f"/admin/{name}")
         assert_accessible(page, f"admin-{name}")
+    # A budget for admins: the limits form, then the dashboard's and a generate page's bar.
+    page.fill("#id_role-admin-budget_usd", "5")
+    page.click("[data-testid=role-limits-admin] button[type=submit]")
+    page.wait_for_selector(".messages")
+    page.locator("[data-testid=limits-row] summary").first.click()
+    assert_accessible(page, "admin-limits-override-open")
+    for path, name in (("/", "dashboard-budget"), ("/generate/text", "generate-text-budget")):
+        page.goto(path)
+        page.wait_for_selector("[data-testid=spend] svg.track")
+        assert_accessible(page, name)
     problems(page).assert_none()
     page.context.close()
 
@@ -413,7 +423,7 @@ def test_tables_and_forms_fit_a_phone(browser, site):  # type: ignore[no-untyped
     page.click("#api-keys button[type=submit]")
     page.wait_for_selector("[data-testid=new-key]")
     for path in ("/admin/users", "/admin/audit", "/admin/stats", "/admin/health", "/admin/tokens",
-                 "/profile", "/history", "/"):  # fmt: skip
+                 "/admin/limits", "/profile", "/history", "/"):  # fmt: skip
         page.goto(path)
         shot(page, "phone" + path.replace("/", "-").rstrip("-"))
         fit = page.evaluate(FITS_ON_SCREEN)

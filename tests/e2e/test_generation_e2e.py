@@ -578,7 +578,10 @@ def test_unknown_or_unsuitable_models_are_4xx(alice: Api, stub: StubServer) -> N
         "unknown_model",
     )
     assert_error(alice.post("/api/generate/video", {"model": CHAT_MODEL, "prompt": "x"}), 400)
-    assert stub.requests("/api/v1/images") == [] and stub.requests("/api/v1/videos") == []
+    assert (
+        stub.requests("/api/v1/images") == []
+        and [r for r in stub.requests("/api/v1/videos") if r["method"] == "POST"] == []
+    )
     assert stub.requests("/api/v1/chat/completions") == []  # refused before any upstream call
 
 
@@ -658,7 +661,7 @@ def test_a_video_job_is_accepted_polled_downloaded_and_kept_private(
     assert submitted.status_code == 202, submitted.text
     job = submitted.json()
     assert job["status"] == "pending" and job["video_url"] is None
-    sent = stub.requests("/api/v1/videos")[0]["json"]
+    sent = next(r for r in stub.requests("/api/v1/videos") if r["method"] == "POST")["json"]
     assert sent["model"] == VIDEO_MODEL and sent["duration"] == 4
 
     done = wait_for_video(alice, job["id"])
@@ -733,7 +736,7 @@ def test_hostile_uploads_are_refused_before_any_upstream_call(alice: Api, stub: 
             files={"image": (name, data, "image/png")},
         )
         assert_error(response, 400)
-    assert stub.requests("/api/v1/videos") == []
+    assert [r for r in stub.requests("/api/v1/videos") if r["method"] == "POST"] == []
 
 
 class TrapListener:

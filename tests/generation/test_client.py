@@ -227,12 +227,18 @@ async def test_list_models_merges_video_models_when_models_has_none() -> None:
 
 
 @pytest.mark.anyio
-async def test_list_models_skips_video_listing_when_models_has_video() -> None:
+async def test_list_models_takes_video_prices_from_the_video_listing() -> None:
     veo = {"id": "google/veo-3.1", "name": "Veo", "architecture": {"output_modalities": ["video"]}}
-    fake = FakeOpenRouter(reply(200, {"data": [*MODELS["data"], veo]}))
+    listed = {"id": "google/veo-3.1", "name": "Veo 3.1", "supported_durations": [4, 8],
+              "pricing_skus": {"duration_seconds_with_audio": "0.40"}}  # fmt: skip
+    fake = FakeOpenRouter(
+        reply(200, {"data": [*MODELS["data"], veo]}), reply(200, {"data": [listed]})
+    )
     models = await client_for(fake).list_models()
-    assert fake.calls == 1
-    assert [m.id for m in models if m.kind == "video"] == ["google/veo-3.1"]
+    assert fake.calls == 2
+    [video] = [m for m in models if m.kind == "video"]
+    assert (video.id, video.durations) == ("google/veo-3.1", (4, 8))
+    assert video.pricing == {"duration_seconds_with_audio": "0.40"}
 
 
 @pytest.mark.anyio
