@@ -390,3 +390,37 @@ def test_sigterm_stops_every_worker_after_its_shutdown(
     assert code == 0
     assert log.count("Application shutdown complete.") == WORKERS
     assert "close hook failed" not in log and "Traceback" not in log
+
+
+# -- moving an installation -------------------------------------------------------------
+
+
+def test_a_populated_duckdb_installation_moves_to_postgresql_and_serves_on_three_workers(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from tests.services import new_postgres_schema
+
+    single = GatewayServer(tmp_path / "duckdb", database_url="")
+    with single, Fresh(single) as fresh:
+        email, user_id = register(fresh, "moved")
+        access = bearer(log_in(fresh, email)["access_token"])
+        key = fresh.send("POST", "/api/auth/keys", json={"name": "moved"}, headers=access)
+        assert key.status_code == 201, key.text
+    target = new_postgres_schema()
+    copied = single.manage("copy_database", "--to", target)
+    assert copied.returncode == 0, copied.stderr
+    assert "Traceback" not in copied.stderr + copied.stdout
+
+    env = {
+        "WEB_CONCURRENCY": str(WORKERS),
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": redis_prefix,
+    }
+    moved = GatewayServer(tmp_path / "postgres", env=env, database_url=target, startup_timeout=60)
+    with moved:
+        wait_for_workers(moved, WORKERS)
+        with Fresh(moved) as fresh:
+            for _ in range(WORKERS * 2):
+                me = fresh.send("GET", "/api/users/me", headers=bearer(key.json()["key"]))
+                assert me.status_code == 200 and me.json()["id"] == user_id
+            assert log_in(fresh, email)["access_token"]
