@@ -375,7 +375,7 @@ def test_sigterm_stops_every_worker_after_it_flushed_its_buffered_rows(
     env = {
         "WEB_CONCURRENCY": str(WORKERS),
         "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": redis_prefix,
+        "REDIS_KEY_PREFIX": f"{redis_prefix}sigterm:",  # not the cluster's catalogue
         # A key but no upstream: every catalogue request fails fast and buffers a usage row.
         "OPENROUTER_API_KEY": API_KEY,
         "OPENROUTER_MAX_RETRIES": "0",
