@@ -4,8 +4,9 @@ stand-in and through the gateway, in one run.
 Starts the stand-in (`python -m tests.openrouter_stub`) as a process of its own, so it does
 not share this process's GIL with the load generator, and the gateway (uvicorn, one process,
 DEBUG off, request log at INFO, a fresh DuckDB file in a temporary folder, usage recording
-on, rate limits off). Registers a user and authenticates with its access token (or an API
-key), then measures:
+on, rate limits off; with `--database postgres --workers N` that one first, then N worker
+processes on a fresh PostgreSQL database and Redis, see bench/harness.py). Registers a user
+and authenticates with its access token (or an API key), then measures:
 
   latency      non-streaming chat at concurrency 1; direct, /api/ai/chat and
                /v1/chat/completions requests alternate, so all see the same machine;
@@ -19,6 +20,7 @@ key), then measures:
 
     .venv/bin/python bench/gateway_bench.py [--duration 10] [--concurrency 64]
         [--capacity 500@2,2000@10] [--check] [--json bench/results/gateway.json]
+        [--database postgres --workers 2]
 
 The machine's cores are shared by the load generator, the stand-in and the gateway, so the
 table shows each one's CPU time per case.
@@ -46,11 +48,26 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from harness import (
+    REPO_ROOT,
+    Backend,
+    add_backend_arguments,
+    backend_flags,
+    backends,
+    cpu_seconds,
+    load_line,
+    loop_name,
+    memory_mb,
+    process_tree,
+    ratio,
+    run_async,
+    serve,
+    shown_python,
+    side_by_side,
+    verdict,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.servers import GatewayServer, free_port  # noqa: E402
+from tests.servers import GatewayServer, free_port
 
 API_KEY = "sk-or-v1-bench-" + "0123456789abcdef" * 3
 PASSWORD = "bench horse battery staple"
@@ -65,33 +82,11 @@ ADDED_TTFT_P50_MS = 2.0
 THROUGHPUT_RPS = 500.0
 RSS_LIMIT_MB = 400.0
 CAPACITY_P99_SLACK_MS = 500.0  # p99 <= upstream seconds + 0.5 s
+# Issue 11, on 2 cores with 2 workers: chat at c=64 this many times the single process.
+SCALED_THROUGHPUT_RATIO = 1.6
 
 
 # -- processes --------------------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process, from /proc (0 where there is none)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int | None, field_name: str = "VmRSS") -> float:
-    """VmRSS (now) or VmHWM (peak) of a process in MB, from /proc/<pid>/status."""
-    if pid is None:
-        return float("nan")
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -206,18 +201,21 @@ class Tally:
 
 @dataclass
 class CpuMeter:
-    """CPU seconds of the bench process, the stand-in and the gateway over a window."""
+    """CPU seconds of the bench process, the stand-in and the gateway (its process tree:
+    uvicorn's supervisor and workers) over a window."""
 
     pids: dict[str, int | None]
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
+    trees: dict[str, list[int]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, float]:
-        values = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+        values = {name: cpu_seconds(tree) for name, tree in self.trees.items()}
         values["bench"] = time.process_time()
         return values
 
     def __enter__(self) -> CpuMeter:
+        self.trees = {name: process_tree(pid) for name, pid in self.pids.items()}
         self.start = self.snapshot()
         return self
 
@@ -441,13 +439,14 @@ async def burst(
     connector = aiohttp.TCPConnector(limit=0, force_close=True, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=upstream_seconds + 60)
     tally = Tally()
-    peak = memory_mb(gateway_pid)
+    gateway = process_tree(gateway_pid)
+    peak = memory_mb(gateway)
     done = asyncio.Event()
 
     async def sample_memory() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, memory_mb(gateway_pid))
+            peak = max(peak, memory_mb(gateway))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 0.1)
 
@@ -459,7 +458,7 @@ async def burst(
             seconds = time.perf_counter() - started
         done.set()
         await sampler
-    peak = max(peak, memory_mb(gateway_pid))
+    peak = max(peak, memory_mb(gateway))
     return Case(name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak)
 
 
@@ -512,7 +511,7 @@ async def run(
         pair = endpoints(stub, gateway, credential)  # direct, /api/ai/chat, /v1/chat/completions
         direct, through, _ = pair
         await configure_stub(session, stub, latency=0, token_delay=0)
-        rss["idle"] = memory_mb(gateway.pid)
+        rss["idle"] = memory_mb(process_tree(gateway.pid))
 
         def progress(text: str) -> None:
             print(f"# {text}", file=sys.stderr, flush=True)
@@ -536,7 +535,7 @@ async def run(
                     name=f"chat c={args.concurrency}",
                 )
             )  # fmt: skip
-        rss["after throughput"] = memory_mb(gateway.pid)
+        rss["after throughput"] = memory_mb(process_tree(gateway.pid))
 
         for count, seconds in parse_capacity(args.capacity):
             await configure_stub(session, stub, latency=seconds)
@@ -550,8 +549,8 @@ async def run(
                 )  # fmt: skip
                 await asyncio.sleep(1)  # let closed connections settle between bursts
             await configure_stub(session, stub, latency=0)
-        rss["peak (VmHWM)"] = memory_mb(gateway.pid, "VmHWM")
-        rss["end"] = memory_mb(gateway.pid)
+        rss["peak (VmHWM)"] = memory_mb(process_tree(gateway.pid), "VmHWM")
+        rss["end"] = memory_mb(process_tree(gateway.pid))
     return {"cases": cases, "rss": rss}
 
 
@@ -650,16 +649,19 @@ def verdicts(args: argparse.Namespace, cases: list[Case]) -> list[Verdict]:
     return out
 
 
-def report(args: argparse.Namespace, outcome: dict[str, Any], limits: tuple[int, int]) -> str:
+def report(
+    args: argparse.Namespace, backend: Backend, outcome: dict[str, Any], limits: tuple[int, int]
+) -> str:
     cases: list[Case] = outcome["cases"]
-    loop = "uvloop" if _uvloop() is not None else "asyncio"
     lines = [
+        f"## {backend.label}",
+        "",
         f"# {os.cpu_count()} CPUs shared by load generator, stand-in and gateway; Python "
-        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop}; "
+        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop_name()}; "
         f"RLIMIT_NOFILE {limits[0]}; gateway auth: {args.auth}; gateway log level "
         f"{args.log_level}; load average before the run {outcome['load_before']:.2f}",
         "# c=1 cases alternate direct and gateway requests in one window: their CPU column is "
-        "for both together",
+        "for both together; the gateway's CPU and RSS are its whole process tree",
         "",
         table(cases),
         "",
@@ -669,36 +671,97 @@ def report(args: argparse.Namespace, outcome: dict[str, Any], limits: tuple[int,
         "| target | measured | met |",
         "|---|---|---|",
     ]
-    for verdict in outcome["verdicts"]:
-        lines.append(
-            f"| {verdict.target} | {verdict.measured} | {'met' if verdict.met else 'NOT MET'} |"
-        )
+    for target in outcome["verdicts"]:
+        lines.append(f"| {target.target} | {target.measured} | {verdict(target.met)} |")
     return "\n".join(lines)
 
 
-def _uvloop() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop
+def gateway_cpu_ms(case: Case) -> float:
+    handled = case.requests + case.tally.error_count
+    return 1000 * case.cpu["gateway"] / handled if handled else float("nan")
 
 
-def database_url(args: argparse.Namespace) -> str:
-    """A fresh schema in TEST_DATABASE_URL's PostgreSQL (or a throwaway one), or "" (DuckDB)."""
-    if args.database != "postgresql":
-        return ""
-    from tests.services import new_postgres_schema
+def comparison(
+    args: argparse.Namespace, runs: list[tuple[Backend, dict[str, Any]]]
+) -> tuple[str, list[Verdict]]:
+    """Issue 11's figures for each backend side by side, and its targets for the last one."""
+    labels = [backend.label for backend, _ in runs]
+    rows: list[tuple[str, list[str], str]] = []
 
-    return new_postgres_schema()
+    def cases_of(prefix: str, via: str) -> list[Case] | None:
+        found = [
+            case for _, outcome in runs if (case := find(outcome["cases"], prefix, via)) is not None
+        ]
+        return found if len(found) == len(runs) else None
+
+    throughput = f"chat c={args.concurrency}"
+    for via, label in (("gateway", "/api/ai/chat"), ("v1", "/v1/chat/completions")):
+        cases = cases_of(throughput, via)
+        if cases is None:
+            continue
+        rows.append(
+            (
+                f"{label} req/s at c={args.concurrency}",
+                [f"{c.rps:,.0f} ({c.tally.error_count} errors)" for c in cases],
+                ratio(cases[-1].rps, cases[0].rps),
+            )
+        )
+        rows.append(
+            (
+                f"{label} gateway CPU ms/req at c={args.concurrency}",
+                [f"{gateway_cpu_ms(c):.2f}" for c in cases],
+                ratio(gateway_cpu_ms(cases[-1]), gateway_cpu_ms(cases[0])),
+            )
+        )
+    for count, seconds in parse_capacity(args.capacity):
+        cases = cases_of(f"{count} in flight @{seconds:g}s", "gateway")
+        if cases is None:
+            continue
+        rows.append(
+            (
+                f"{count} in flight @ {seconds:g} s: ok / errors, p50 / p99 s, RSS MB",
+                [
+                    f"{c.requests} / {c.tally.error_count}, "
+                    f"{c.tally.percentile_ms(0.5) / 1000:.2f} / "
+                    f"{c.tally.percentile_ms(0.99) / 1000:.2f}, {c.rss_mb or 0:.0f}"
+                    for c in cases
+                ],
+                ratio(cases[-1].tally.percentile_ms(0.99), cases[0].tally.percentile_ms(0.99)),
+            )
+        )
+    targets: list[Verdict] = []
+    chats = cases_of(throughput, "gateway")
+    if chats is not None:
+        base, scaled = chats[0], chats[-1]
+        targets.append(
+            Verdict(
+                f"{labels[-1]}: /api/ai/chat at c={args.concurrency} >= "
+                f"{SCALED_THROUGHPUT_RATIO:g}x {labels[0]}",
+                f"{scaled.rps:,.0f} vs {base.rps:,.0f} req/s = {ratio(scaled.rps, base.rps)}, "
+                f"{scaled.tally.error_count} errors",
+                scaled.rps >= SCALED_THROUGHPUT_RATIO * base.rps and scaled.tally.error_count == 0,
+            )
+        )
+    burst_500 = cases_of("500 in flight @2s", "gateway")
+    if burst_500 is not None:
+        scaled = burst_500[-1]
+        p99 = scaled.tally.percentile_ms(0.99)
+        targets.append(
+            Verdict(
+                f"{labels[-1]}: 500 in flight @ 2 s, 0 errors, p99 <= 2.5 s",
+                f"{scaled.tally.error_count} errors, p99 {p99 / 1000:.2f} s",
+                scaled.tally.error_count == 0 and p99 <= 2500,
+            )
+        )
+    lines = ["## Side by side", "", side_by_side(labels, rows), ""]
+    lines += ["| target (issue 11) | measured | met |", "|---|---|---|"]
+    lines += [f"| {t.target} | {t.measured} | {verdict(t.met)} |" for t in targets]
+    return "\n".join(lines), targets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--database", choices=("duckdb", "postgresql"), default="duckdb",
-        help="the gateway's backend: a fresh DuckDB file or a fresh PostgreSQL schema",
-    )  # fmt: skip
+    add_backend_arguments(parser)
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds for each c=1 case (both paths)"
     )
@@ -725,51 +788,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = raise_open_files_limit()
-    python = Path(sys.executable)
-    shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
     command = (
-        f"{shown} bench/gateway_bench.py --duration {args.duration:g}"
+        f"{shown_python()} bench/gateway_bench.py --duration {args.duration:g}"
         f" --throughput-duration {args.throughput_duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --capacity '{args.capacity}' --auth {args.auth}"
-        f" --database {args.database}"
+        f" {backend_flags(args)}"
     )
     print(f"# reproduce: {command}", flush=True)
-    uvloop = _uvloop()
-    runner = uvloop.run if uvloop is not None else asyncio.run
+    print(f"# {load_line()} at the start", flush=True)
+    env = {
+        "RATE_LIMIT_USER": "off",
+        "RATE_LIMIT_ANON": "off",
+        "RATE_LIMIT_AUTH": "off",
+        "ACCESS_TOKEN_TTL_SECONDS": "7200",
+        "LOG_LEVEL": args.log_level,
+    }
+    runs: list[tuple[Backend, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         with StubProcess(folder / "stub.log") as stub:
-            env = {
-                "OPENROUTER_BASE_URL": stub.base_url,
-                "OPENROUTER_API_KEY": API_KEY,
-                "RATE_LIMIT_USER": "off",
-                "RATE_LIMIT_ANON": "off",
-                "RATE_LIMIT_AUTH": "off",
-                "ACCESS_TOKEN_TTL_SECONDS": "7200",
-                "LOG_LEVEL": args.log_level,
-            }
-            with GatewayServer(
-                folder / "gateway",
-                env=env,
-                uvicorn_args=["--backlog", str(UVICORN_BACKLOG)],
-                database_url=database_url(args),
-            ) as gateway:
-                load_before = os.getloadavg()[0]
-                outcome = runner(run(args, stub, gateway))
-                outcome["load_before"] = load_before
-                outcome["verdicts"] = verdicts(args, outcome["cases"])
-                if API_KEY in gateway.log_text():
-                    print("# WARNING: the API key appears in the gateway log", flush=True)
-    print(report(args, outcome, limits), flush=True)
-    met = all(v.met for v in outcome["verdicts"])
+            env |= {"OPENROUTER_BASE_URL": stub.base_url, "OPENROUTER_API_KEY": API_KEY}
+            for backend in backends(args):
+                print(f"# {backend.label}", file=sys.stderr, flush=True)
+                with serve(
+                    backend, folder / f"gateway-{backend.key}", env=env,
+                    uvicorn_args=["--backlog", str(UVICORN_BACKLOG)],
+                ) as gateway:  # fmt: skip
+                    load_before = os.getloadavg()[0]
+                    outcome = run_async(run(args, stub, gateway))
+                    outcome["load_before"] = load_before
+                    outcome["verdicts"] = verdicts(args, outcome["cases"])
+                    if API_KEY in gateway.log_text():
+                        print("# WARNING: the API key appears in the gateway log", flush=True)
+                runs.append((backend, outcome))
+                print(report(args, backend, outcome, limits) + "\n", flush=True)
+    scaled_targets: list[Verdict] = []
+    if len(runs) > 1:
+        text, scaled_targets = comparison(args, runs)
+        print(text, flush=True)
+    print(f"# {load_line()} at the end", flush=True)
+    met = all(v.met for _, outcome in runs for v in outcome["verdicts"]) and all(
+        v.met for v in scaled_targets
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "command": command,
-            "cases": [c.as_dict() for c in outcome["cases"]],
-            "rss_mb": outcome["rss"],
-            "targets": [vars(v) for v in outcome["verdicts"]],
+            "runs": {
+                backend.key: {
+                    "cases": [c.as_dict() for c in outcome["cases"]],
+                    "rss_mb": outcome["rss"],
+                    "targets": [vars(v) for v in outcome["verdicts"]],
+                }
+                for backend, outcome in runs
+            },
+            "scaled_targets": [vars(v) for v in scaled_targets],
             "targets_met": met,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
