@@ -40,22 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import (
-    Backend,
-    add_backend_arguments,
-    backend_flags,
-    backends,
-    cpu_seconds,
-    load_line,
-    loop_name,
-    process_tree,
-    ratio,
-    run_async,
-    serve,
-    shown_python,
-    side_by_side,
-    verdict,
-)
+import harness
 
 from tests.servers import GatewayServer
 
@@ -141,9 +126,9 @@ async def drive(
     if warmup > 0:
         deadline = time.perf_counter() + warmup
         await asyncio.gather(*(worker(session, n, deadline, None) for n in range(concurrency)))
-    processes = process_tree(server.pid)  # uvicorn's supervisor and its workers
+    processes = harness.process_tree(server.pid)  # uvicorn's supervisor and its workers
     tally = Tally()
-    server_cpu, client_cpu = cpu_seconds(processes), time.process_time()
+    server_cpu, client_cpu = harness.cpu_seconds(processes), time.process_time()
     started = time.perf_counter()
     await asyncio.gather(
         *(worker(session, n, started + duration, tally) for n in range(concurrency))
@@ -155,7 +140,7 @@ async def drive(
         seconds,
         tally,
         client_cpu=time.process_time() - client_cpu,
-        server_cpu=cpu_seconds(processes) - server_cpu,
+        server_cpu=harness.cpu_seconds(processes) - server_cpu,
     )
 
 
@@ -471,7 +456,9 @@ def rotation(outcome: dict[str, Any]) -> Rotation:
     return Rotation(rotate.rps, rotate.tally.lost + audit.lost, audit.double_spent)
 
 
-def report(args: argparse.Namespace, backend: Backend, outcome: dict[str, Any]) -> tuple[str, bool]:
+def report(
+    args: argparse.Namespace, backend: harness.Backend, outcome: dict[str, Any]
+) -> tuple[str, bool]:
     results: list[Result] = outcome["results"]
     audit: RotationAudit = outcome["audit"]
     ping, me_access, me_key, rotate = results
@@ -484,7 +471,8 @@ def report(args: argparse.Namespace, backend: Backend, outcome: dict[str, Any]) 
         f"## {backend.label}",
         "",
         f"# {os.cpu_count()} CPUs shared by server and load generator; Python "
-        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop_name()}; "
+        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on "
+        f"{harness.loop_name()}; "
         f"{args.duration:g} s per case after {args.warmup:g} s warm-up",
         "# CPU columns: % of one core over the measured window (server = the uvicorn process"
         f" and its workers); load average before the run {outcome['load_before']:.2f}",
@@ -492,10 +480,10 @@ def report(args: argparse.Namespace, backend: Backend, outcome: dict[str, Any]) 
         table(results),
         "",
         f"me (access token) / ping = {access_ratio:.2f}, me (API key) / ping = {key_ratio:.2f}"
-        f"  (target >= {ME_TARGET_RATIO}): {verdict(me_ok)}",
+        f"  (target >= {ME_TARGET_RATIO}): {harness.verdict(me_ok)}",
         f"refresh: {refresh.rps:,.0f} rotations/s (target >= {REFRESH_TARGET_RPS:.0f}), "
         f"lost {refresh.lost}, double-spent {refresh.double_spent} (target 0 and 0): "
-        f"{verdict(refresh.met)}",
+        f"{harness.verdict(refresh.met)}",
         f"  accepted {audit.accepted} rotations (warm-up included) in "
         f"{args.refresh_workers + outcome['relogins']} token families; "
         f"refused {failures or 'none'}; no answer or no error shape {rotate.tally.lost}",
@@ -508,7 +496,7 @@ def report(args: argparse.Namespace, backend: Backend, outcome: dict[str, Any]) 
     return "\n".join(lines), me_ok and refresh.met
 
 
-def comparison(runs: list[tuple[Backend, dict[str, Any]]]) -> tuple[str, bool]:
+def comparison(runs: list[tuple[harness.Backend, dict[str, Any]]]) -> tuple[str, bool]:
     """The figures of issue 11 for each backend side by side; the scaled backend's target."""
     labels = [backend.label for backend, _ in runs]
     rows: list[tuple[str, list[str], str]] = []
@@ -516,24 +504,14 @@ def comparison(runs: list[tuple[Backend, dict[str, Any]]]) -> tuple[str, bool]:
         ["GET /api/ping", "GET /api/users/me (access token)", "GET /api/users/me (API key)"]
     ):
         cases: list[Result] = [outcome["results"][index] for _, outcome in runs]
+        rows.append(harness.figure(f"{name} req/s", [r.rps for r in cases]))
         rows.append(
-            (f"{name} req/s", [f"{r.rps:,.0f}" for r in cases], ratio(cases[-1].rps, cases[0].rps))
-        )
-        rows.append(
-            (
-                f"{name} server CPU ms/req",
-                [f"{cpu_per_request_ms(r):.2f}" for r in cases],
-                ratio(cpu_per_request_ms(cases[-1]), cpu_per_request_ms(cases[0])),
+            harness.figure(
+                f"{name} server CPU ms/req", [cpu_per_request_ms(r) for r in cases], ".2f"
             )
         )
     refreshes = [rotation(outcome) for _, outcome in runs]
-    rows.append(
-        (
-            "POST /api/auth/refresh rotations/s",
-            [f"{r.rps:,.0f}" for r in refreshes],
-            ratio(refreshes[-1].rps, refreshes[0].rps),
-        )
-    )
+    rows.append(harness.figure("POST /api/auth/refresh rotations/s", [r.rps for r in refreshes]))
     rows.append(
         ("refresh lost / double-spent", [f"{r.lost} / {r.double_spent}" for r in refreshes], "")
     )
@@ -541,18 +519,18 @@ def comparison(runs: list[tuple[Backend, dict[str, Any]]]) -> tuple[str, bool]:
     lines = [
         "## Side by side",
         "",
-        side_by_side(labels, rows),
+        harness.side_by_side(labels, rows),
         "",
         f"{labels[-1]}: refresh >= {REFRESH_TARGET_RPS:.0f} rotations/s with 0 lost and 0 "
         f"double-spent: {scaled.rps:,.0f}/s, {scaled.lost} lost, {scaled.double_spent} "
-        f"double-spent: {verdict(scaled.met)}",
+        f"double-spent: {harness.verdict(scaled.met)}",
     ]
     return "\n".join(lines), scaled.met
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_backend_arguments(parser)
+    harness.add_backend_arguments(parser)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per case")
     parser.add_argument("--concurrency", type=int, default=32, help="workers for the GET cases")
@@ -569,21 +547,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = (
-        f"{shown_python()} bench/auth_bench.py"
+        f"{harness.shown_python()} bench/auth_bench.py"
         f" --duration {args.duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --refresh-workers {args.refresh_workers}"
-        f" --users {args.users} {backend_flags(args)}"
+        f" --users {args.users} {harness.backend_flags(args)}"
     )
     print(f"# reproduce: {command}", flush=True)
-    print(f"# {load_line()} at the start", flush=True)
-    runs: list[tuple[Backend, dict[str, Any]]] = []
+    print(f"# {harness.load_line()} at the start", flush=True)
+    runs: list[tuple[harness.Backend, dict[str, Any]]] = []
     met = True
-    for backend in backends(args):
+    for backend in harness.backends(args):
         with (
             tempfile.TemporaryDirectory(prefix="auth-bench-") as folder,
-            serve(backend, Path(folder)) as server,
+            harness.serve(backend, Path(folder)) as server,
         ):
-            outcome = run_async(run(args, server))
+            outcome = harness.run_async(run(args, server))
         runs.append((backend, outcome))
         text, backend_met = report(args, backend, outcome)
         met = met and backend_met
@@ -592,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         text, scaled_met = comparison(runs)
         met = met and scaled_met
         print(text, flush=True)
-    print(f"# {load_line()} at the end", flush=True)
+    print(f"# {harness.load_line()} at the end", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {

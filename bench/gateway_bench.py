@@ -48,24 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness import (
-    REPO_ROOT,
-    Backend,
-    add_backend_arguments,
-    backend_flags,
-    backends,
-    cpu_seconds,
-    load_line,
-    loop_name,
-    memory_mb,
-    process_tree,
-    ratio,
-    run_async,
-    serve,
-    shown_python,
-    side_by_side,
-    verdict,
-)
+import harness
 
 from tests.servers import GatewayServer, free_port
 
@@ -132,7 +115,7 @@ class StubProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
-                cwd=REPO_ROOT,
+                cwd=harness.REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -210,12 +193,12 @@ class CpuMeter:
     trees: dict[str, list[int]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, float]:
-        values = {name: cpu_seconds(tree) for name, tree in self.trees.items()}
+        values = {name: harness.cpu_seconds(tree) for name, tree in self.trees.items()}
         values["bench"] = time.process_time()
         return values
 
     def __enter__(self) -> CpuMeter:
-        self.trees = {name: process_tree(pid) for name, pid in self.pids.items()}
+        self.trees = {name: harness.process_tree(pid) for name, pid in self.pids.items()}
         self.start = self.snapshot()
         return self
 
@@ -439,14 +422,14 @@ async def burst(
     connector = aiohttp.TCPConnector(limit=0, force_close=True, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=upstream_seconds + 60)
     tally = Tally()
-    gateway = process_tree(gateway_pid)
-    peak = memory_mb(gateway)
+    gateway = harness.process_tree(gateway_pid)
+    peak = harness.memory_mb(gateway)
     done = asyncio.Event()
 
     async def sample_memory() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, memory_mb(gateway))
+            peak = max(peak, harness.memory_mb(gateway))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 0.1)
 
@@ -458,7 +441,7 @@ async def burst(
             seconds = time.perf_counter() - started
         done.set()
         await sampler
-    peak = max(peak, memory_mb(gateway))
+    peak = max(peak, harness.memory_mb(gateway))
     return Case(name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak)
 
 
@@ -511,7 +494,7 @@ async def run(
         pair = endpoints(stub, gateway, credential)  # direct, /api/ai/chat, /v1/chat/completions
         direct, through, _ = pair
         await configure_stub(session, stub, latency=0, token_delay=0)
-        rss["idle"] = memory_mb(process_tree(gateway.pid))
+        rss["idle"] = harness.memory_mb(harness.process_tree(gateway.pid))
 
         def progress(text: str) -> None:
             print(f"# {text}", file=sys.stderr, flush=True)
@@ -535,7 +518,7 @@ async def run(
                     name=f"chat c={args.concurrency}",
                 )
             )  # fmt: skip
-        rss["after throughput"] = memory_mb(process_tree(gateway.pid))
+        rss["after throughput"] = harness.memory_mb(harness.process_tree(gateway.pid))
 
         for count, seconds in parse_capacity(args.capacity):
             await configure_stub(session, stub, latency=seconds)
@@ -549,8 +532,8 @@ async def run(
                 )  # fmt: skip
                 await asyncio.sleep(1)  # let closed connections settle between bursts
             await configure_stub(session, stub, latency=0)
-        rss["peak (VmHWM)"] = memory_mb(process_tree(gateway.pid), "VmHWM")
-        rss["end"] = memory_mb(process_tree(gateway.pid))
+        rss["peak (VmHWM)"] = harness.memory_mb(harness.process_tree(gateway.pid), "VmHWM")
+        rss["end"] = harness.memory_mb(harness.process_tree(gateway.pid))
     return {"cases": cases, "rss": rss}
 
 
@@ -650,14 +633,18 @@ def verdicts(args: argparse.Namespace, cases: list[Case]) -> list[Verdict]:
 
 
 def report(
-    args: argparse.Namespace, backend: Backend, outcome: dict[str, Any], limits: tuple[int, int]
+    args: argparse.Namespace,
+    backend: harness.Backend,
+    outcome: dict[str, Any],
+    limits: tuple[int, int],
 ) -> str:
     cases: list[Case] = outcome["cases"]
     lines = [
         f"## {backend.label}",
         "",
         f"# {os.cpu_count()} CPUs shared by load generator, stand-in and gateway; Python "
-        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop_name()}; "
+        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on "
+        f"{harness.loop_name()}; "
         f"RLIMIT_NOFILE {limits[0]}; gateway auth: {args.auth}; gateway log level "
         f"{args.log_level}; load average before the run {outcome['load_before']:.2f}",
         "# c=1 cases alternate direct and gateway requests in one window: their CPU column is "
@@ -672,7 +659,7 @@ def report(
         "|---|---|---|",
     ]
     for target in outcome["verdicts"]:
-        lines.append(f"| {target.target} | {target.measured} | {verdict(target.met)} |")
+        lines.append(f"| {target.target} | {target.measured} | {harness.verdict(target.met)} |")
     return "\n".join(lines)
 
 
@@ -682,7 +669,7 @@ def gateway_cpu_ms(case: Case) -> float:
 
 
 def comparison(
-    args: argparse.Namespace, runs: list[tuple[Backend, dict[str, Any]]]
+    args: argparse.Namespace, runs: list[tuple[harness.Backend, dict[str, Any]]]
 ) -> tuple[str, list[Verdict]]:
     """Issue 11's figures for each backend side by side, and its targets for the last one."""
     labels = [backend.label for backend, _ in runs]
@@ -700,17 +687,13 @@ def comparison(
         if cases is None:
             continue
         rows.append(
-            (
-                f"{label} req/s at c={args.concurrency}",
-                [f"{c.rps:,.0f} ({c.tally.error_count} errors)" for c in cases],
-                ratio(cases[-1].rps, cases[0].rps),
-            )
+            harness.figure(f"{label} req/s at c={args.concurrency}", [c.rps for c in cases])
         )
         rows.append(
-            (
+            harness.figure(
                 f"{label} gateway CPU ms/req at c={args.concurrency}",
-                [f"{gateway_cpu_ms(c):.2f}" for c in cases],
-                ratio(gateway_cpu_ms(cases[-1]), gateway_cpu_ms(cases[0])),
+                [gateway_cpu_ms(c) for c in cases],
+                ".2f",
             )
         )
     for count, seconds in parse_capacity(args.capacity):
@@ -726,7 +709,9 @@ def comparison(
                     f"{c.tally.percentile_ms(0.99) / 1000:.2f}, {c.rss_mb or 0:.0f}"
                     for c in cases
                 ],
-                ratio(cases[-1].tally.percentile_ms(0.99), cases[0].tally.percentile_ms(0.99)),
+                harness.ratio(
+                    cases[-1].tally.percentile_ms(0.99), cases[0].tally.percentile_ms(0.99)
+                ),
             )
         )
     targets: list[Verdict] = []
@@ -737,7 +722,8 @@ def comparison(
             Verdict(
                 f"{labels[-1]}: /api/ai/chat at c={args.concurrency} >= "
                 f"{SCALED_THROUGHPUT_RATIO:g}x {labels[0]}",
-                f"{scaled.rps:,.0f} vs {base.rps:,.0f} req/s = {ratio(scaled.rps, base.rps)}, "
+                f"{scaled.rps:,.0f} vs {base.rps:,.0f} req/s = "
+                f"{harness.ratio(scaled.rps, base.rps)}, "
                 f"{scaled.tally.error_count} errors",
                 scaled.rps >= SCALED_THROUGHPUT_RATIO * base.rps and scaled.tally.error_count == 0,
             )
@@ -753,15 +739,15 @@ def comparison(
                 scaled.tally.error_count == 0 and p99 <= 2500,
             )
         )
-    lines = ["## Side by side", "", side_by_side(labels, rows), ""]
+    lines = ["## Side by side", "", harness.side_by_side(labels, rows), ""]
     lines += ["| target (issue 11) | measured | met |", "|---|---|---|"]
-    lines += [f"| {t.target} | {t.measured} | {verdict(t.met)} |" for t in targets]
+    lines += [f"| {t.target} | {t.measured} | {harness.verdict(t.met)} |" for t in targets]
     return "\n".join(lines), targets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    add_backend_arguments(parser)
+    harness.add_backend_arguments(parser)
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds for each c=1 case (both paths)"
     )
@@ -789,13 +775,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = raise_open_files_limit()
     command = (
-        f"{shown_python()} bench/gateway_bench.py --duration {args.duration:g}"
+        f"{harness.shown_python()} bench/gateway_bench.py --duration {args.duration:g}"
         f" --throughput-duration {args.throughput_duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --capacity '{args.capacity}' --auth {args.auth}"
-        f" {backend_flags(args)}"
+        f" {harness.backend_flags(args)}"
     )
     print(f"# reproduce: {command}", flush=True)
-    print(f"# {load_line()} at the start", flush=True)
+    print(f"# {harness.load_line()} at the start", flush=True)
     env = {
         "RATE_LIMIT_USER": "off",
         "RATE_LIMIT_ANON": "off",
@@ -803,20 +789,20 @@ def main(argv: list[str] | None = None) -> int:
         "ACCESS_TOKEN_TTL_SECONDS": "7200",
         "LOG_LEVEL": args.log_level,
     }
-    runs: list[tuple[Backend, dict[str, Any]]] = []
+    runs: list[tuple[harness.Backend, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         with StubProcess(folder / "stub.log") as stub:
             env |= {"OPENROUTER_BASE_URL": stub.base_url, "OPENROUTER_API_KEY": API_KEY}
-            for backend in backends(args):
+            for backend in harness.backends(args):
                 print(f"# {backend.label}", file=sys.stderr, flush=True)
-                with serve(
+                with harness.serve(
                     backend, folder / f"gateway-{backend.key}", env=env,
                     uvicorn_args=["--backlog", str(UVICORN_BACKLOG)],
                 ) as gateway:  # fmt: skip
                     load_before = os.getloadavg()[0]
-                    outcome = run_async(run(args, stub, gateway))
+                    outcome = harness.run_async(run(args, stub, gateway))
                     outcome["load_before"] = load_before
                     outcome["verdicts"] = verdicts(args, outcome["cases"])
                     if API_KEY in gateway.log_text():
@@ -827,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) > 1:
         text, scaled_targets = comparison(args, runs)
         print(text, flush=True)
-    print(f"# {load_line()} at the end", flush=True)
+    print(f"# {harness.load_line()} at the end", flush=True)
     met = all(v.met for _, outcome in runs for v in outcome["verdicts"]) and all(
         v.met for v in scaled_targets
     )

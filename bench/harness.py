@@ -302,6 +302,11 @@ def ratio(scaled: float, base: float) -> str:
     return f"{scaled / base:.2f}x" if base else "-"
 
 
+def figure(name: str, values: Sequence[float], spec: str = ",.0f") -> tuple[str, list[str], str]:
+    """A side_by_side row: each backend's value formatted with spec, last over first."""
+    return name, [format(value, spec) for value in values], ratio(values[-1], values[0])
+
+
 def load_line() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
