@@ -190,16 +190,6 @@ def fresh_redis_database() -> Iterator[str]:
 # -- the server -----------------------------------------------------------------------
 
 
-def uvicorn_workers_command(workers: int) -> list[str]:
-    """uvicorn's own supervisor with `workers` processes, set up as `aigateway.serve` sets
-    up its one (no access log, no Server header, lifespan on), which runs a single process
-    until issue 11's multi-worker serving lands."""
-    return [
-        sys.executable, "-m", "uvicorn", "aigateway.asgi:application",
-        "--workers", str(workers), "--lifespan", "on", "--no-access-log", "--no-server-header",
-    ]  # fmt: skip
-
-
 @contextlib.contextmanager
 def serve(
     backend: Backend,
@@ -208,22 +198,19 @@ def serve(
     env: Mapping[str, str] | None = None,
     uvicorn_args: Sequence[str] = (),
 ) -> Iterator[GatewayServer]:
-    """The gateway on `backend`, started, with its data in `folder`; stopped at the end and
-    its PostgreSQL and Redis databases dropped."""
+    """The gateway (`python -m aigateway.serve`, WEB_CONCURRENCY worker processes) on
+    `backend`, started, with its data in `folder`; stopped at the end and its PostgreSQL and
+    Redis databases dropped."""
     with contextlib.ExitStack() as stack:
-        overrides = dict(env or {})
+        overrides = {**(env or {}), "WEB_CONCURRENCY": str(backend.workers), "REDIS_URL": ""}
         database_url = ""
         if backend.database == "postgresql":
             database_url = stack.enter_context(fresh_postgres_database())
             overrides["REDIS_URL"] = stack.enter_context(fresh_redis_database())
-            overrides["WEB_CONCURRENCY"] = str(backend.workers)
         server = GatewayServer(
             folder, env=overrides, uvicorn_args=uvicorn_args, database_url=database_url
         )
-        if backend.workers > 1:
-            server.command = uvicorn_workers_command(backend.workers)
-        stack.enter_context(server)
-        yield server
+        yield stack.enter_context(server)
 
 
 # -- the server's processes -----------------------------------------------------------

@@ -178,9 +178,6 @@ class GatewayServer:
         self.port = port or free_port(self.host)
         self.startup_timeout = startup_timeout
         self.uvicorn_args = list(uvicorn_args)
-        # The documented start command; a benchmark may put another ASGI server's in front
-        # of the same --host/--port/uvicorn_args.
-        self.command = [sys.executable, "-m", "aigateway.serve"]
         self.log_path = self.data_dir / "server.log"
         self.starts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -210,8 +207,17 @@ class GatewayServer:
         if self.running:
             raise ServerError(f"The gateway is already running (pid {self.pid}).")
         self.starts += 1
-        command = [*self.command, "--host", self.host, "--port", str(self.port)]
-        command += self.uvicorn_args
+        # The documented start command: uvicorn configured from the settings.
+        command = [
+            sys.executable,
+            "-m",
+            "aigateway.serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            *self.uvicorn_args,
+        ]
         with self.log_path.open("ab") as log:
             log.write(f"=== gateway start #{self.starts} on port {self.port} ===\n".encode())
             log.flush()
