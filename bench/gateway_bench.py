@@ -182,23 +182,27 @@ class Tally:
         return sum(self.errors.values())
 
 
+Processes = Callable[[], dict[str, list[int]]]  # name -> pids, asked at each window's start
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds of the bench process, the stand-in and the gateway (its process tree:
-    uvicorn's supervisor and workers) over a window."""
+    """CPU seconds over a window of the bench process and each group of processes: the
+    stand-in, the gateway (uvicorn's supervisor and workers) and, on PostgreSQL, the
+    database sessions and the Redis server."""
 
-    pids: dict[str, int | None]
+    processes: Processes
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
-    trees: dict[str, list[int]] = field(default_factory=dict)
+    groups: dict[str, list[int]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, float]:
-        values = {name: harness.cpu_seconds(tree) for name, tree in self.trees.items()}
+        values = {name: harness.cpu_seconds(pids) for name, pids in self.groups.items()}
         values["bench"] = time.process_time()
         return values
 
     def __enter__(self) -> CpuMeter:
-        self.trees = {name: harness.process_tree(pid) for name, pid in self.pids.items()}
+        self.groups = self.processes()
         self.start = self.snapshot()
         return self
 
@@ -362,7 +366,7 @@ async def alternate(
     *,
     duration: float,
     warmup: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     name: str,
 ) -> list[Case]:
     """Concurrency 1, direct and gateway requests alternating, so both see the same machine."""
@@ -389,7 +393,7 @@ async def closed_loop(
     concurrency: int,
     duration: float,
     warmup: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     name: str,
 ) -> Case:
     """`concurrency` workers sending back to back for `duration` seconds (after warm-up)."""
@@ -414,7 +418,7 @@ async def burst(
     *,
     count: int,
     upstream_seconds: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     gateway_pid: int | None,
     name: str,
 ) -> Case:
@@ -484,7 +488,9 @@ def parse_capacity(text: str) -> list[tuple[int, float]]:
 async def run(
     args: argparse.Namespace, stub: StubProcess, gateway: GatewayServer
 ) -> dict[str, Any]:
-    pids = {"stub": stub.pid, "gateway": gateway.pid}
+    def pids() -> dict[str, list[int]]:
+        return {"stub": harness.process_tree(stub.pid), **harness.cpu_groups(gateway)}
+
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=60)
     cases: list[Case] = []
@@ -547,7 +553,8 @@ def fmt_ms(value: float) -> str:
 def table(cases: list[Case]) -> str:
     header = (
         "| case | via | conc | ok | req/s | p50 ms | p99 ms | errors "
-        "| CPU s bench / stub / gateway | gateway CPU ms/req | gateway RSS MB |"
+        "| CPU s bench / stub / gateway / PostgreSQL / Redis | gateway CPU ms/req "
+        "| gateway RSS MB |"
     )
     lines = [header, "|" + "---|" * 11]
     for c in cases:
@@ -560,6 +567,7 @@ def table(cases: list[Case]) -> str:
             f" | {fmt_ms(c.tally.percentile_ms(0.5))} | {fmt_ms(c.tally.percentile_ms(0.99))}"
             f" | {errors}{detail if errors else ''}"
             f" | {c.cpu['bench']:.1f} / {c.cpu['stub']:.1f} / {c.cpu['gateway']:.1f}"
+            f" / {c.cpu.get('postgres', 0):.1f} / {c.cpu.get('redis', 0):.1f}"
             f" | {per_request if c.via != 'direct' else ''}"
             f" | {'' if c.rss_mb is None else f'{c.rss_mb:.0f}'} |"
         )
@@ -668,6 +676,13 @@ def gateway_cpu_ms(case: Case) -> float:
     return 1000 * case.cpu["gateway"] / handled if handled else float("nan")
 
 
+def services_cpu_ms(case: Case) -> float:
+    """PostgreSQL's and Redis's CPU per request (0 on DuckDB, which runs in the gateway)."""
+    handled = case.requests + case.tally.error_count
+    used = case.cpu.get("postgres", 0.0) + case.cpu.get("redis", 0.0)
+    return 1000 * used / handled if handled else float("nan")
+
+
 def comparison(
     args: argparse.Namespace, runs: list[tuple[harness.Backend, dict[str, Any]]]
 ) -> tuple[str, list[Verdict]]:
@@ -693,6 +708,13 @@ def comparison(
             harness.figure(
                 f"{label} gateway CPU ms/req at c={args.concurrency}",
                 [gateway_cpu_ms(c) for c in cases],
+                ".2f",
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{label} PostgreSQL + Redis CPU ms/req at c={args.concurrency}",
+                [services_cpu_ms(c) for c in cases],
                 ".2f",
             )
         )

@@ -267,6 +267,42 @@ def memory_mb(pids: Sequence[int], field_name: str = "VmRSS") -> float:
     return total if seen else float("nan")
 
 
+def postgres_backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving database_url's database right now (the
+    gateway's pooled connections; this query's own session excluded)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as con:
+        rows = con.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+def redis_server(redis_url: str) -> list[int]:
+    """The Redis server's process, if it runs on this machine (shared with any other user)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pid = int(client.info("server")["process_id"])
+    finally:
+        client.close()
+    return [pid] if Path(f"/proc/{pid}").exists() else []
+
+
+def cpu_groups(server: GatewayServer) -> dict[str, list[int]]:
+    """The processes whose CPU a case is charged for: the gateway's tree and, on
+    PostgreSQL, the database sessions it holds and the Redis server. Taken after a warm-up,
+    when the pool has opened the connections the load needs."""
+    groups = {"gateway": process_tree(server.pid)}
+    if server.database_url:
+        groups["postgres"] = postgres_backends(server.database_url)
+        groups["redis"] = redis_server(server.env["REDIS_URL"])
+    return groups
+
+
 # -- reading two backends side by side ------------------------------------------------
 
 
