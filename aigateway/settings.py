@@ -278,9 +278,16 @@ RATE_LIMITS = {
     "auth_failures": envrate("RATE_LIMIT_AUTH_FAILURES", "30/min"),
 }
 REDIS_URL = envstr("REDIS_URL")
+# Every key this deployment writes to Redis starts with it (several deployments, or test
+# runs, may share one Redis).
+REDIS_KEY_PREFIX = envstr("REDIS_KEY_PREFIX", "aigateway:")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX.rstrip(":"),
+        }
         if REDIS_URL
         else {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
