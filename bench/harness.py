@@ -6,7 +6,7 @@ other under the same load generator, so the figures can be read side by side:
   duckdb      the default: one process on a fresh DuckDB file in a temporary folder
   postgresql  N worker processes on a fresh PostgreSQL database (`CREATE DATABASE
               bench_<random>` in the server tests/services.py finds, dropped afterwards)
-              and an empty Redis database (emptied again afterwards)
+              and Redis under a fresh key prefix (its keys deleted afterwards)
 
 A server's CPU and memory are those of its whole process tree (uvicorn's supervisor and
 its workers), read from /proc.
@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 import sys
 import uuid
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
@@ -33,9 +32,6 @@ if str(REPO_ROOT) not in sys.path:
 from tests.servers import GatewayServer  # noqa: E402
 
 T = TypeVar("T")
-
-REDIS_DATABASES = 16  # Redis's default `databases`; 0 is the test suite's (key prefixes)
-
 
 # -- the event loop and the command line ------------------------------------------------
 
@@ -155,32 +151,23 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def fresh_redis_database() -> Iterator[str]:
-    """The URL of a Redis database (1-15) holding no key, chosen at random; its keys are
-    deleted afterwards. Database 0 is left to the test suite, which uses key prefixes there."""
+def fresh_redis_prefix() -> Iterator[tuple[str, str]]:
+    """(the suite's Redis URL, a key prefix no one else uses); the keys written under the
+    prefix are deleted when the block exits (never FLUSHDB: the Redis may be shared)."""
     import redis
 
     from tests.services import redis_url
 
-    server, how = redis_url()
-    if server is None:
+    url, how = redis_url()
+    if url is None:
         raise SystemExit(f"bench: no Redis: {how}")
-    for number in random.sample(range(1, REDIS_DATABASES), REDIS_DATABASES - 1):
-        url = _with_database(server, str(number))
-        client = redis.Redis.from_url(url)
-        try:
-            if client.dbsize() == 0:
-                break
-        finally:
-            client.close()
-    else:
-        raise SystemExit(f"bench: every Redis database 1-{REDIS_DATABASES - 1} holds keys")
+    prefix = f"aigateway-bench-{uuid.uuid4().hex[:12]}:"
     try:
-        yield url
+        yield url, prefix
     finally:
         client = redis.Redis.from_url(url)
         try:
-            keys = list(client.scan_iter(count=1000))
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
             if keys:
                 client.delete(*keys)
         finally:
@@ -206,7 +193,8 @@ def serve(
         database_url = ""
         if backend.database == "postgresql":
             database_url = stack.enter_context(fresh_postgres_database())
-            overrides["REDIS_URL"] = stack.enter_context(fresh_redis_database())
+            redis_url, prefix = stack.enter_context(fresh_redis_prefix())
+            overrides |= {"REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix}
         server = GatewayServer(
             folder, env=overrides, uvicorn_args=uvicorn_args, database_url=database_url
         )
