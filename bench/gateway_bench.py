@@ -810,6 +810,9 @@ def main(argv: list[str] | None = None) -> int:
         "RATE_LIMIT_AUTH": "off",
         "ACCESS_TOKEN_TTL_SECONDS": "7200",
         "LOG_LEVEL": args.log_level,
+        # The in-flight cases measure capacity, not the cap on open connections (decision
+        # 25: 1,000 per process by default, past which new connections get a 503).
+        "SERVER_LIMIT_CONCURRENCY": str(UVICORN_BACKLOG),
     }
     runs: list[tuple[harness.Backend, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
