@@ -75,6 +75,7 @@ class Result:
     client_cpu: float
     server_cpu: float
     services_cpu: float  # PostgreSQL's sessions and Redis (0 on DuckDB: it runs in-process)
+    busiest_share: float  # of the server's CPU, the busiest process's part (1/N is even)
 
     @property
     def requests(self) -> int:
@@ -108,6 +109,7 @@ class Result:
             "client_cpu_pct": round(100 * self.client_cpu / self.seconds, 1),
             "server_cpu_pct": round(100 * self.server_cpu / self.seconds, 1),
             "services_cpu_pct": round(100 * self.services_cpu / self.seconds, 1),
+            "busiest_process_pct": round(100 * self.busiest_share, 1),
         }
 
 
@@ -131,21 +133,23 @@ async def drive(
     groups = harness.cpu_groups(server)  # uvicorn's supervisor and workers; PostgreSQL, Redis
     services = [pid for name, pids in groups.items() if name != "gateway" for pid in pids]
     tally = Tally()
-    server_cpu, client_cpu = harness.cpu_seconds(groups["gateway"]), time.process_time()
+    server_cpu, client_cpu = harness.cpu_each(groups["gateway"]), time.process_time()
     services_cpu = harness.cpu_seconds(services)
     started = time.perf_counter()
     await asyncio.gather(
         *(worker(session, n, started + duration, tally) for n in range(concurrency))
     )
     seconds = time.perf_counter() - started
+    server_after = harness.cpu_each(groups["gateway"])
     return Result(
         name,
         concurrency,
         seconds,
         tally,
         client_cpu=time.process_time() - client_cpu,
-        server_cpu=harness.cpu_seconds(groups["gateway"]) - server_cpu,
+        server_cpu=sum(server_after.values()) - sum(server_cpu.values()),
         services_cpu=harness.cpu_seconds(services) - services_cpu,
+        busiest_share=harness.busiest_share(server_cpu, server_after),
     )
 
 
@@ -425,16 +429,16 @@ async def run(args: argparse.Namespace, server: GatewayServer) -> dict[str, Any]
 def table(results: list[Result]) -> str:
     header = (
         "| case | conc | requests | req/s | p50 ms | p99 ms | errors | client CPU | server CPU |"
-        " PostgreSQL + Redis CPU | server CPU ms/req |"
+        " PostgreSQL + Redis CPU | server CPU ms/req | busiest server process |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for r in results:
         row = r.as_dict()
         lines.append(
             f"| {r.name} | {r.concurrency} | {r.requests} | {r.rps:,.0f} | {row['p50_ms']:.2f}"
             f" | {row['p99_ms']:.2f} | {r.errors} | {row['client_cpu_pct']:.0f}%"
             f" | {row['server_cpu_pct']:.0f}% | {row['services_cpu_pct']:.0f}%"
-            f" | {cpu_per_request_ms(r):.2f} |"
+            f" | {cpu_per_request_ms(r):.2f} | {row['busiest_process_pct']:.0f}% |"
         )
     return "\n".join(lines)
 
@@ -515,6 +519,13 @@ def comparison(runs: list[tuple[harness.Backend, dict[str, Any]]]) -> tuple[str,
         rows.append(
             harness.figure(
                 f"{name} server CPU ms/req", [cpu_per_request_ms(r) for r in cases], ".2f"
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{name} busiest server process's share of its CPU",
+                [r.busiest_share for r in cases],
+                ".0%",
             )
         )
         rows.append(

@@ -195,6 +195,8 @@ class CpuMeter:
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
     groups: dict[str, list[int]] = field(default_factory=dict)
+    gateway_start: dict[int, float] = field(default_factory=dict)
+    busiest: float = float("nan")  # the busiest gateway process's share of the gateway's CPU
 
     def snapshot(self) -> dict[str, float]:
         values = {name: harness.cpu_seconds(pids) for name, pids in self.groups.items()}
@@ -204,11 +206,14 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self.groups = self.processes()
         self.start = self.snapshot()
+        self.gateway_start = harness.cpu_each(self.groups.get("gateway", []))
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self.snapshot()
         self.used = {name: end[name] - self.start[name] for name in end}
+        gateway_end = harness.cpu_each(self.groups.get("gateway", []))
+        self.busiest = harness.busiest_share(self.gateway_start, gateway_end)
 
 
 @dataclass
@@ -220,6 +225,7 @@ class Case:
     tally: Tally
     cpu: dict[str, float]
     rss_mb: float | None = None  # gateway peak resident memory sampled during the case
+    busiest: float = float("nan")  # the busiest gateway process's share of the gateway's CPU
 
     @property
     def requests(self) -> int:
@@ -242,6 +248,7 @@ class Case:
             "errors": dict(self.tally.errors),
             "cpu_seconds": {k: round(v, 2) for k, v in self.cpu.items()},
             "gateway_rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1),
+            "busiest_gateway_process": round(self.busiest, 3),
         }
 
 
@@ -383,7 +390,10 @@ async def alternate(
                 await record(tallies[endpoint.via], request(session, endpoint))
         seconds = time.perf_counter() - started
     # Both share the window; CPU is for the pair.
-    return [Case(name, e.via, 1, seconds, tallies[e.via], meter.used) for e in pair]
+    return [
+        Case(name, e.via, 1, seconds, tallies[e.via], meter.used, busiest=meter.busiest)
+        for e in pair
+    ]
 
 
 async def closed_loop(
@@ -410,7 +420,7 @@ async def closed_loop(
         started = time.perf_counter()
         await asyncio.gather(*(worker(tally, started + duration) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Case(name, endpoint.via, concurrency, seconds, tally, meter.used)
+    return Case(name, endpoint.via, concurrency, seconds, tally, meter.used, busiest=meter.busiest)
 
 
 async def burst(
@@ -446,7 +456,9 @@ async def burst(
         done.set()
         await sampler
     peak = max(peak, harness.memory_mb(gateway))
-    return Case(name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak)
+    return Case(
+        name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak, busiest=meter.busiest
+    )
 
 
 async def configure_stub(
@@ -554,9 +566,9 @@ def table(cases: list[Case]) -> str:
     header = (
         "| case | via | conc | ok | req/s | p50 ms | p99 ms | errors "
         "| CPU s bench / stub / gateway / PostgreSQL / Redis | gateway CPU ms/req "
-        "| gateway RSS MB |"
+        "| busiest gateway process | gateway RSS MB |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for c in cases:
         errors = c.tally.error_count
         detail = f" ({', '.join(f'{k}: {v}' for k, v in c.tally.errors.most_common(3))})"
@@ -569,6 +581,7 @@ def table(cases: list[Case]) -> str:
             f" | {c.cpu['bench']:.1f} / {c.cpu['stub']:.1f} / {c.cpu['gateway']:.1f}"
             f" / {c.cpu.get('postgres', 0):.1f} / {c.cpu.get('redis', 0):.1f}"
             f" | {per_request if c.via != 'direct' else ''}"
+            f" | {f'{c.busiest:.0%}' if c.via != 'direct' else ''}"
             f" | {'' if c.rss_mb is None else f'{c.rss_mb:.0f}'} |"
         )
     return "\n".join(lines)
@@ -709,6 +722,13 @@ def comparison(
                 f"{label} gateway CPU ms/req at c={args.concurrency}",
                 [gateway_cpu_ms(c) for c in cases],
                 ".2f",
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{label} busiest gateway process's share of its CPU at c={args.concurrency}",
+                [c.busiest for c in cases],
+                ".0%",
             )
         )
         rows.append(

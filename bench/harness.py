@@ -240,6 +240,18 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_each(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds of each of these processes."""
+    return {pid: cpu_seconds([pid]) for pid in pids}
+
+
+def busiest_share(before: dict[int, float], after: dict[int, float]) -> float:
+    """Of the CPU the processes used between two cpu_each() readings, the share of the
+    busiest one: 1.0 for a single process; 1/N when N workers took equal parts."""
+    used = [after[pid] - before.get(pid, 0.0) for pid in after]
+    return max(used) / sum(used) if sum(used) > 0 else float("nan")
+
+
 def memory_mb(pids: Sequence[int], field_name: str = "VmRSS") -> float:
     """VmRSS (now) or VmHWM (each one's peak) summed over these processes, in MB."""
     total, seen = 0.0, False
