@@ -225,6 +225,16 @@ def settle_generations(
     return [None] * len(settled)
 
 
+def insert_settled_generations(
+    tx: Tx, settled: Sequence[tuple[Generation, UsageRecord | None]]
+) -> list[None]:
+    """Batched write: calls that settled before their pending row was written, final row
+    and usage row inserted at once."""
+    insert_generations(tx, [g for g, _ in settled])
+    insert_usage(tx, [usage for _, usage in settled if usage is not None])
+    return [None] * len(settled)
+
+
 def book_late_cost(
     tx: Tx, generation_id: UUID, usage_kind: str, tokens_in: int, tokens_out: int, cost: float
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import math
 import struct
@@ -19,7 +18,6 @@ from typing import Any
 from uuid import UUID
 
 from accounts.repository import User
-from core.db import DatabaseError
 from core.errors import ApiError, NotFound, UpstreamError, ValidationFailed
 from generation import ledger, services
 from generation.catalog import find_model, list_models
@@ -158,7 +156,7 @@ async def chat_completion_chunks(
             async for event in events:
                 if isinstance(event, StreamChunk):
                     if not durable:
-                        await _durable(call)
+                        await call.durable()
                         durable = True
                     if event.delta is not None:
                         call.pieces.append(event.delta.text)
@@ -192,13 +190,6 @@ async def chat_completion_chunks(
     for item in held:
         yield item
     yield DONE
-
-
-async def _durable(call: Call) -> None:
-    """Wait for the pending history row, so the id the first chunk carries survives a crash
-    (decision 20); it was queued when the call began, so this rarely waits at all."""
-    with contextlib.suppress(DatabaseError):
-        await asyncio.shield(call.pending)
 
 
 def _event(chunk: Mapping[str, Any]) -> bytes:

@@ -105,6 +105,57 @@ def test_a_video_job_and_its_row_are_committed_before_the_202(alice, stub, datab
     assert found is not None and found[0] == found[1]
 
 
+def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """How many rows each call of the repository function `name` wrote."""
+    calls: list[int] = []
+    real = getattr(repo, name)
+
+    def spy(tx: Any, items: Any) -> Any:
+        calls.append(len(items))
+        return real(tx, items)
+
+    monkeypatch.setattr(repo, name, spy)
+    return calls
+
+
+def test_a_fast_call_settles_with_one_insert_and_no_pending_row(alice, stub, database, monkeypatch):
+    monkeypatch.setattr("generation.ledger.PENDING_ROW_DELAY", 30.0)
+    pending = counting(monkeypatch, "insert_pending_generations")
+    settled = counting(monkeypatch, "insert_settled_generations")
+    answer = alice.client.call("POST", "/api/generate/text", {"model": TEXT_MODEL, "prompt": "hi"})
+    assert answer.status_code == 200, answer.content
+    assert (pending, settled) == ([], [1])
+    assert rows(database, "SELECT status FROM generations") == [("completed",)]
+
+
+@pytest.mark.anyio
+async def test_a_slow_call_has_its_pending_row_committed_while_upstream_works(
+    alice, stub, database, monkeypatch
+):
+    import asyncio
+
+    from accounts.repository import get_user
+    from generation.openrouter import get_openrouter_client
+    from generation.services import generate_text
+
+    monkeypatch.setattr("generation.ledger.PENDING_ROW_DELAY", 0.01)
+    stub.configure(latency=0.6)
+    user = database.read(get_user, uuid.UUID(alice.id))
+    call = asyncio.ensure_future(generate_text(user, TEXT_MODEL, "hi"))
+    seen: list[tuple[Any, ...]] = []
+    for _ in range(50):  # until the row shows, read straight from the database
+        await asyncio.sleep(0.02)
+        seen = database.read(lambda con: con.execute("SELECT status FROM generations").fetchall())
+        if seen:
+            break
+    assert seen == [("pending",)] and not call.done()
+    answer = await call
+    await get_openrouter_client().aclose()  # its connections belong to this test's loop
+    assert rows(database, "SELECT id, status FROM generations") == [
+        (answer.generation_id, "completed")
+    ]
+
+
 # -- a 4xx changes nothing ------------------------------------------------------------------
 
 
