@@ -146,14 +146,18 @@ class Stream:
         import redis
 
         try:
-            if self._owe_reset:
-                self._script(keys=self.keys, args=[_ORIGIN, RESET, "", STREAM_LENGTH])
-                self._owe_reset = False
+            self.pay_reset()
             self._script(keys=self.keys, args=[_ORIGIN, topic, key, STREAM_LENGTH])
         except redis.RedisError as exc:
             # Committed but unannounced: every process reloads once Redis answers again.
             self._owe_reset = True
             log.error("could not publish a change of %s to Redis: %s", topic, exc)
+
+    def pay_reset(self) -> None:
+        """After a failed publication: have every process reload (raises RedisError)."""
+        if self._owe_reset:
+            self._script(keys=self.keys, args=[_ORIGIN, RESET, "", STREAM_LENGTH])
+            self._owe_reset = False
 
     # -- following ----------------------------------------------------------------------
 
@@ -213,7 +217,7 @@ class Stream:
         client = self._aclient()
         try:
             if self._owe_reset:
-                await asyncio.to_thread(self.publish, RESET, "")
+                await asyncio.to_thread(self.pay_reset)
             last_id = self._last_id
             if last_id is None:
                 async with self._applying_lock():

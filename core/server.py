@@ -78,4 +78,3 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._header_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
-

@@ -313,21 +313,20 @@ class PostgresDatabase(Database):
     def close(self) -> None:
         """Run the close hooks as last writes, finish queued writes, close the pool."""
         with self._open_lock:
-            if self._serving is not None:
+            pool, executor = self._pool, self._executor
+            if pool is not None and executor is not None:
+                for hook in self._close_hooks:
+                    try:
+                        self.write(hook)
+                    except Exception:
+                        log.exception("close hook failed")
+                executor.shutdown(wait=True)
+                self._executor = None
+                self._pool = None
+                pool.close()
+            if self._serving is not None:  # last: this process no longer serves
                 self._serving.close()
                 self._serving = None
-            pool, executor = self._pool, self._executor
-            if pool is None or executor is None:
-                return
-            for hook in self._close_hooks:
-                try:
-                    self.write(hook)
-                except Exception:
-                    log.exception("close hook failed")
-            executor.shutdown(wait=True)
-            self._executor = None
-            self._pool = None
-            pool.close()
 
     def pool_stats(self) -> dict[str, int]:
         """psycopg_pool's counters: pool_size, pool_available, requests_waiting, …"""
