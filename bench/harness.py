@@ -154,9 +154,7 @@ def _with_database(url: str, name: str) -> str:
 def fresh_redis_prefix() -> Iterator[tuple[str, str]]:
     """(the suite's Redis URL, a key prefix no one else uses); the keys written under the
     prefix are deleted when the block exits (never FLUSHDB: the Redis may be shared)."""
-    import redis
-
-    from tests.services import redis_url
+    from tests.services import delete_redis_keys, redis_url
 
     url, how = redis_url()
     if url is None:
@@ -165,13 +163,7 @@ def fresh_redis_prefix() -> Iterator[tuple[str, str]]:
     try:
         yield url, prefix
     finally:
-        client = redis.Redis.from_url(url)
-        try:
-            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        delete_redis_keys(url, prefix)
 
 
 # -- the server -----------------------------------------------------------------------
