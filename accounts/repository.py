@@ -140,6 +140,8 @@ def delete_user(tx: Tx, user_id: UUID) -> list[str]:
     ]
     tx.execute("DELETE FROM api_keys WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM refresh_tokens WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM oidc_identities WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM password_login_exemptions WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM users WHERE id = ?", [user_id])
     return hashes
 
@@ -334,3 +336,66 @@ def stamp_api_keys_used(tx: Tx, stamps: dict[UUID, datetime]) -> None:
             " AND (last_used_at IS NULL OR last_used_at < ?)",
             [used_at, key_id, used_at],
         )
+
+
+# -- single sign-on identities and break-glass admins -----------------------------------
+
+
+def user_of_identity(tx: Tx, issuer: str, sub: str) -> User | None:
+    row = tx.execute(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id ="  # noqa: S608
+        " (SELECT user_id FROM oidc_identities WHERE issuer = ? AND sub = ?)",
+        [issuer, sub],
+    ).fetchone()
+    return User.from_row(row) if row else None
+
+
+def find_user_by_email(tx: Tx, email_key: str) -> User | None:
+    row = tx.execute(
+        f"SELECT {USER_COLUMNS} FROM users WHERE email_key = ?",  # noqa: S608
+        [email_key],
+    ).fetchone()
+    return User.from_row(row) if row else None
+
+
+def insert_identity(
+    tx: Tx, *, issuer: str, sub: str, user_id: UUID, email: str | None, now: datetime
+) -> None:
+    tx.execute(
+        "INSERT INTO oidc_identities (issuer, sub, user_id, email, created_at, last_login_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [issuer, sub, user_id, email, now, now],
+    )
+
+
+def stamp_identity_login(
+    tx: Tx, *, issuer: str, sub: str, email: str | None, now: datetime
+) -> None:
+    tx.execute(
+        "UPDATE oidc_identities SET last_login_at = ?, email = ? WHERE issuer = ? AND sub = ?",
+        [now, email, issuer, sub],
+    )
+
+
+def identities_of_user(con: Connection | Tx, user_id: UUID) -> list[tuple[str, str]]:
+    rows = con.execute(
+        "SELECT issuer, sub FROM oidc_identities WHERE user_id = ? ORDER BY created_at",
+        [user_id],
+    ).fetchall()
+    return [(row[0], row[1]) for row in rows]
+
+
+def grant_password_login(tx: Tx, user_id: UUID, now: datetime) -> None:
+    tx.execute(
+        "INSERT INTO password_login_exemptions (user_id, granted_at) VALUES (?, ?)"
+        " ON CONFLICT (user_id) DO NOTHING",
+        [user_id, now],
+    )
+
+
+def may_log_in_with_password(con: Connection | Tx, user_id: UUID) -> bool:
+    """Whether createadmin made this user a break-glass admin (PASSWORD_LOGIN=false)."""
+    row = con.execute(
+        "SELECT 1 FROM password_login_exemptions WHERE user_id = ?", [user_id]
+    ).fetchone()
+    return row is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,13 +13,14 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from django.conf import settings
-from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.auth.hashers import check_password, is_password_usable, make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 
 from accounts import repository as repo
 from accounts.identity import Directory, get_directory
+from accounts.oidc import Claims, SsoFailure
 from accounts.repository import ApiKey, User
 from accounts.signals import user_deleted, user_deleting
 from accounts.tokens import (
@@ -49,6 +51,9 @@ from core.errors import (
 MAX_API_KEYS_PER_USER = 25
 MAX_PASSWORD_LENGTH = 256
 INVALID_CREDENTIALS = "Email or password is wrong."
+PASSWORD_LOGIN_OFF = "Password log-in is switched off on this server; sign in with single sign-on."  # noqa: S105
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,8 @@ def authenticate_bearer(credential: str) -> tuple[User, Credential]:
 async def register_user(email: str, password: str, *, role: str = "user") -> User:
     if not settings.REGISTRATION_OPEN:
         raise Forbidden("Registration is closed on this server.", code="registration_closed")
+    if not settings.PASSWORD_LOGIN:  # an account nobody could log in to
+        raise Forbidden(PASSWORD_LOGIN_OFF, code="password_login_disabled")
     email = normalize_email(email)
     check_new_password(password, email)
     return await create_user(email, await hash_password(password), role=role)
@@ -188,7 +195,14 @@ async def login(email: str, password: str) -> tuple[User, TokenPair]:
         raise NotAuthenticated(INVALID_CREDENTIALS, code="invalid_credentials")
     if not user.is_active:
         raise NotAuthenticated("This account is disabled.", code="account_disabled")
+    if not settings.PASSWORD_LOGIN and not await _break_glass(user):
+        raise Forbidden(PASSWORD_LOGIN_OFF, code="password_login_disabled")
     return await start_session(user)
+
+
+async def _break_glass(user: User) -> bool:
+    """An admin `createadmin` made may use a password when PASSWORD_LOGIN is off."""
+    return user.is_admin and await get_database().aread(repo.may_log_in_with_password, user.id)
 
 
 async def start_session(user: User) -> tuple[User, TokenPair]:
@@ -556,6 +570,7 @@ async def create_or_promote_admin(email: str, password: str | None) -> tuple[Use
         updated = repo.update_user(tx, user.id, **changes)
         if updated is None:
             raise NotFound("No such user.", code="user_not_found")
+        repo.grant_password_login(tx, user.id, utcnow())  # break-glass when PASSWORD_LOGIN is off
         record_audit(
             tx,
             action="admin.created" if created else "admin.promoted",
@@ -642,3 +657,127 @@ async def revoke_api_key(user: User, key_id: UUID, *, ip: str | None = None) -> 
         tx.on_commit(lambda: directory.drop_key(key_hash, row.id))
 
     await get_database().awrite(delete)
+
+
+# -- single sign-on ---------------------------------------------------------------------
+
+
+async def has_password(user: User) -> bool:
+    """False for an account made by single sign-on: it holds no usable password."""
+    encoded = await get_database().aread(repo.password_hash_of, user.id)
+    return encoded is not None and is_password_usable(encoded)
+
+
+def unusable_password() -> str:
+    """What an account made by single sign-on holds instead of a password hash."""
+    return make_password(None)
+
+
+def _role_from_groups(groups: tuple[str, ...]) -> str | None:
+    """The role the provider's groups give, or None when groups decide nothing here."""
+    wanted = set(settings.OIDC_ADMIN_GROUPS)
+    if not wanted:
+        return None
+    return "admin" if wanted & set(groups) else "user"
+
+
+async def sso_user(claims: Claims, *, ip: str | None = None) -> User:
+    """The account a verified OpenID Connect login belongs to: found by (issuer, sub),
+    else linked by an email the provider has verified, else created when allowed. The
+    admin role follows OIDC_ADMIN_GROUPS at each login. Raises SsoFailure to refuse."""
+    if not claims.email_verified:
+        # Email is how accounts are told apart here; an unverified one proves nothing.
+        raise SsoFailure(
+            "Your sign-in provider has not verified your email address, so you were not signed in.",
+            "email not verified",
+        )
+    if claims.email is None:
+        raise SsoFailure(
+            "Your sign-in provider did not share your email address; ask your administrator "
+            "to allow the email scope.",
+            "no email claim",
+        )
+    email = claims.email
+    try:
+        email = normalize_email(email)
+    except ValidationFailed:
+        raise SsoFailure(
+            "Your sign-in provider sent an email address this server cannot use.",
+            "invalid email claim",
+        ) from None
+    may_create = settings.REGISTRATION_OPEN or settings.OIDC_AUTO_CREATE
+    placeholder = await asyncio.to_thread(unusable_password)
+    directory = get_directory()
+
+    def resolve(tx: Tx) -> User:
+        now = utcnow()
+        repo.lock_admin_roster(tx)
+        user = repo.user_of_identity(tx, claims.issuer, claims.sub)
+        source = {"issuer": claims.issuer, "sub": claims.sub}
+        if user is not None:
+            repo.stamp_identity_login(
+                tx, issuer=claims.issuer, sub=claims.sub, email=email, now=now
+            )
+        else:
+            user = repo.find_user_by_email(tx, email.lower())
+            if user is not None:
+                repo.insert_identity(
+                    tx, issuer=claims.issuer, sub=claims.sub, user_id=user.id, email=email, now=now
+                )
+                record_audit(
+                    tx, action="sso.linked", actor=user, target_type="user",
+                    target_id=str(user.id), target_label=user.email, detail=source, ip=ip,
+                )  # fmt: skip
+            elif may_create:
+                role = _role_from_groups(claims.groups) or "user"
+                user = repo.insert_user(
+                    tx, user_id=uuid4(), email=email, password_hash=placeholder, role=role, now=now
+                )
+                repo.insert_identity(
+                    tx, issuer=claims.issuer, sub=claims.sub, user_id=user.id, email=email, now=now
+                )
+                record_audit(
+                    tx, action="sso.first_login", actor=user, target_type="user",
+                    target_id=str(user.id), target_label=user.email,
+                    detail={**source, "role": role}, ip=ip,
+                )  # fmt: skip
+            else:
+                raise SsoFailure(
+                    "There is no account for you on this server yet; ask an administrator "
+                    "to create one.",
+                    "no account and registration closed",
+                )
+        if not user.is_active:
+            raise SsoFailure("This account is disabled.", "account disabled")
+        user = _apply_group_role(tx, user, claims, ip=ip)
+        final = user
+        tx.on_commit(lambda: directory.put_user(final))
+        return user
+
+    try:
+        return await get_database().awrite(resolve)
+    except IntegrityViolation:  # the same person's other tab, or the email, just now
+        raise SsoFailure(
+            "Another sign-in for this account was happening at the same moment; try again.",
+            "concurrent first login",
+        ) from None
+
+
+def _apply_group_role(tx: Tx, user: User, claims: Claims, *, ip: str | None) -> User:
+    """The role OIDC_ADMIN_GROUPS gives; audited with the signing-in person as the actor
+    (their sign-in carried the provider's word) and `via: sso_groups`."""
+    role = _role_from_groups(claims.groups)
+    if role is None or role == user.role:
+        return user
+    if role == "user" and user.is_admin and user.is_active and repo.count_admins(tx) <= 1:
+        log.warning("kept the admin role of %s: the last active admin", user.id)
+        return user
+    updated = repo.update_user(tx, user.id, role=role)
+    assert updated is not None
+    record_audit(
+        tx, action="user.role_changed", actor=user, target_type="user", target_id=str(user.id),
+        target_label=user.email,
+        detail={"from": user.role, "to": role, "via": "sso_groups", "groups_claim": settings.OIDC_GROUPS_CLAIM},
+        ip=ip,
+    )  # fmt: skip
+    return updated

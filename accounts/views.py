@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
-from accounts.decorators import login_required
+from accounts import oidc, services
+from accounts.decorators import PageView, login_required
 from accounts.forms import (
     ApiKeyForm,
     CredentialsForm,
@@ -24,6 +28,7 @@ from accounts.sessions import PageRequest, current_user, session_family, sign_in
 from core.api import client_ip
 from core.errors import ApiError
 from core.forms import apply_api_error
+from core.middleware import CONTENT_SECURITY_POLICY
 from core.throttling import page_retry_after
 
 
@@ -39,7 +44,9 @@ def safe_next(request: PageRequest, default: str | None = None) -> str:
     return default
 
 
-def _too_many_attempts(request: PageRequest, template: str, form: object) -> HttpResponse | None:
+def _too_many_attempts(
+    request: PageRequest, template: str, context: dict[str, object]
+) -> HttpResponse | None:
     """Log-in and registration forms share the API's per-IP limit on auth attempts."""
     wait = page_retry_after(request)
     if wait is None:
@@ -47,7 +54,7 @@ def _too_many_attempts(request: PageRequest, template: str, form: object) -> Htt
     response = render(
         request,
         template,
-        {"form": form, "retry_after": wait, "next": safe_next(request, "")},
+        {"next": safe_next(request, ""), **context, "retry_after": wait},
         status=429,
     )
     response["Retry-After"] = str(wait)
@@ -60,7 +67,7 @@ async def register(request: PageRequest) -> HttpResponse:
         return redirect("home")
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and (
-        limited := _too_many_attempts(request, "accounts/register.html", form)
+        limited := _too_many_attempts(request, "accounts/register.html", {"form": form})
     ):
         return limited
     if request.method == "POST" and form.is_valid():
@@ -78,13 +85,31 @@ async def register(request: PageRequest) -> HttpResponse:
     return render(request, "accounts/register.html", {"form": form})
 
 
+def sso_form_may_leave(view: PageView) -> PageView:
+    """The SSO button POSTs to /login/oidc, which redirects to the provider; browsers check
+    that redirect against the page's CSP form-action, so the provider's origin is added."""
+
+    @functools.wraps(view)
+    async def wrapper(request: PageRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = await view(request, *args, **kwargs)
+        if oidc.enabled() and "Content-Security-Policy" not in response:
+            sources = " ".join(["'self'", *oidc.form_action_origins()])
+            response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+                "form-action 'self'", f"form-action {sources}"
+            )
+        return response
+
+    return wrapper
+
+
+@sso_form_may_leave
 @require_http_methods(["GET", "POST"])
 async def login_page(request: PageRequest) -> HttpResponse:
     if request.gateway_user:
         return HttpResponseRedirect(safe_next(request))
     form = CredentialsForm(request.POST or None)
     if request.method == "POST" and (
-        limited := _too_many_attempts(request, "accounts/login.html", form)
+        limited := _too_many_attempts(request, "accounts/login.html", _login_context(request, form))
     ):
         return limited
     if request.method == "POST" and form.is_valid():
@@ -97,7 +122,64 @@ async def login_page(request: PageRequest) -> HttpResponse:
         else:
             sign_in(request, user, tokens.family)
             return HttpResponseRedirect(safe_next(request))
-    return render(request, "accounts/login.html", {"form": form, "next": safe_next(request, "")})
+    return render(request, "accounts/login.html", _login_context(request, form))
+
+
+def _login_context(request: PageRequest, form: CredentialsForm) -> dict[str, object]:
+    """The password form shows unless PASSWORD_LOGIN is off (then only on ?password=1, for
+    break-glass admins); the single sign-on button whenever OIDC_ISSUER is set."""
+    return {
+        "form": form,
+        "next": safe_next(request, ""),
+        "password_login": settings.PASSWORD_LOGIN
+        or "password" in request.GET
+        or request.method == "POST",
+        "password_login_off": not settings.PASSWORD_LOGIN,
+        "sso_label": settings.OIDC_BUTTON_LABEL if oidc.enabled() else None,
+    }
+
+
+SSO_SESSION_KEY = "oidc"
+log = logging.getLogger(__name__)
+
+
+@require_POST
+async def oidc_start(request: PageRequest) -> HttpResponse:
+    """Send the browser to the provider (a POST with CSRF, so no page can start it)."""
+    if not oidc.enabled():
+        return redirect("login")
+    try:
+        url, attempt = await oidc.begin(safe_next(request))
+    except oidc.SsoFailure as failure:
+        return _sso_failed(request, failure)
+    request.session[SSO_SESSION_KEY] = attempt.as_session()
+    return HttpResponseRedirect(url)
+
+
+@require_http_methods(["GET"])
+async def oidc_callback(request: PageRequest) -> HttpResponse:
+    """The provider sends the browser back here with a code (or an error)."""
+    if not oidc.enabled():
+        return redirect("login")
+    attempt = oidc.Attempt.from_session(request.session.pop(SSO_SESSION_KEY, None))
+    try:
+        claims = await oidc.finish(attempt, request.GET.dict())
+        user = await services.sso_user(claims, ip=client_ip(request))
+        user, tokens = await services.start_session(user)
+    except oidc.SsoFailure as failure:
+        return _sso_failed(request, failure)
+    except ApiError as exc:  # e.g. disabled between the check and the session
+        return _sso_failed(request, oidc.SsoFailure(exc.message, exc.code))
+    sign_in(request, user, tokens.family)
+    assert attempt is not None
+    return HttpResponseRedirect(attempt.next or reverse("home"))
+
+
+def _sso_failed(request: PageRequest, failure: oidc.SsoFailure) -> HttpResponse:
+    log.info("single sign-on refused: %s", failure.reason)
+    request.session.pop(SSO_SESSION_KEY, None)
+    messages.error(request, failure.message)
+    return redirect("login")
 
 
 @require_POST
@@ -161,6 +243,7 @@ async def profile(request: PageRequest) -> HttpResponse:
                 context["new_key"], context["new_key_row"] = key, row
                 key_form = ApiKeyForm()
     keys = await services.list_api_keys(user)
+    context["sso_only"] = not await services.has_password(user)
     return render(
         request, "accounts/profile.html",
         {"email_form": email_form, "password_form": password_form, "key_form": key_form, "keys": keys, **context},

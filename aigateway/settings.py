@@ -225,6 +225,38 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 REGISTRATION_OPEN = envbool("REGISTRATION_OPEN", True)
+# Off: the login page shows no password form and password log-ins are refused, except for
+# break-glass admins made by `manage.py createadmin` (single sign-on is then the way in).
+PASSWORD_LOGIN = envbool("PASSWORD_LOGIN", True)
+
+# Single sign-on with any OpenID Connect provider (accounts/oidc.py, README "SSO"). On when
+# OIDC_ISSUER is set. The redirect URI is SITE_URL + /login/oidc/callback: built from
+# settings, never from the request's Host header.
+SITE_URL = envstr("SITE_URL").rstrip("/")
+OIDC_ISSUER = envstr("OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = envsecret("OIDC_CLIENT_SECRET")
+OIDC_SCOPES = envstr("OIDC_SCOPES", "openid email profile")
+OIDC_BUTTON_LABEL = envstr("OIDC_BUTTON_LABEL", "Sign in with single sign-on")
+# Members of any of these groups (read from OIDC_GROUPS_CLAIM) are admins while listed.
+OIDC_ADMIN_GROUPS = envlist("OIDC_ADMIN_GROUPS", "")
+OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups")
+# Create accounts for first-time SSO users even when REGISTRATION_OPEN is off.
+OIDC_AUTO_CREATE = envbool("OIDC_AUTO_CREATE", False)
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT", 10.0)
+if OIDC_ISSUER:
+    if not re.match(r"^https?://", OIDC_ISSUER):
+        _fail(
+            "OIDC_ISSUER must be the provider's https:// URL, e.g. https://id.example.org/realms/acme."
+        )
+    if not (OIDC_CLIENT_ID and OIDC_CLIENT_SECRET):
+        _fail("OIDC_ISSUER is set, so OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are needed too.")
+    if not re.match(r"^https?://[^/]+", SITE_URL):
+        _fail(
+            "OIDC_ISSUER is set, so SITE_URL (this server's public URL, e.g. https://ai.example.org) is needed too."
+        )
+    if "openid" not in OIDC_SCOPES.split():
+        _fail("OIDC_SCOPES must contain openid.")
 
 ACCESS_TOKEN_LIFETIME = timedelta(seconds=envint("ACCESS_TOKEN_TTL_SECONDS", 15 * 60, minimum=30))
 REFRESH_TOKEN_LIFETIME = timedelta(
@@ -332,7 +364,7 @@ SPECTACULAR_SETTINGS = {
         "ResponseFormatTypeEnum": ["text", "json_object", "json_schema"],
         "EmbeddingObjectEnum": ["embedding"],
         "ListObjectEnum": ["list"],
-        "GenerationKindEnum": ["text", "chat", "image", "video"],
+        "GenerationKindEnum": ["text", "chat", "image", "video", "summarize", "shorten"],
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -391,6 +423,11 @@ LOGGING = {
         "stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
     },
     "root": {"handlers": ["stderr"], "level": LOG_LEVEL},
-    # httpx logs every upstream request at INFO; our own request line says enough.
-    "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},
+    # httpx (and httpx2, under Authlib's SSO client) log every outbound request at INFO;
+    # our own request line says enough.
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }

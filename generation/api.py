@@ -35,6 +35,7 @@ from generation.serializers import (
     ModelListSerializer,
     ModelQuerySerializer,
     PollingUrlQuerySerializer,
+    PresetSerializer,
     TextAnswerSerializer,
     TextSerializer,
     VideoFromImageUploadSerializer,
@@ -77,6 +78,48 @@ class TextView(ApiView):
             **_options(data, "temperature", "max_tokens"),
         )  # fmt: skip
         return Response(render(TextAnswerSerializer, answer))
+
+
+class PresetView(ApiView):
+    """A one-click text operation (generation/presets.py); `kind` names the preset."""
+
+    kind = ""
+
+    async def answer(self, request: Request) -> Response:
+        data = validate(PresetSerializer, request.data)
+        answer = await services.run_preset(
+            request_user(request), self.kind, data["model"], data["text"], data["length"]
+        )
+        return Response(render(TextAnswerSerializer, answer))
+
+
+PRESET_DESCRIPTION = (
+    'A text generation with a fixed system prompt (README "Presets"); `length` is '
+    "`short`, `medium` (default) or `long`. Recorded in the history with this kind."
+)
+
+
+class SummarizeView(PresetView):
+    kind = "summarize"
+
+    @extend_schema(
+        tags=["ai"], summary="Summarize a text", description=PRESET_DESCRIPTION,
+        request=PresetSerializer, responses={200: TextAnswerSerializer, **errors(*UPSTREAM_ERRORS)},
+    )  # fmt: skip
+    async def post(self, request: Request) -> Response:
+        return await self.answer(request)
+
+
+class ShortenView(PresetView):
+    kind = "shorten"
+
+    @extend_schema(
+        tags=["ai"], summary="Shorten a text, keeping its meaning and tone",
+        description=PRESET_DESCRIPTION, request=PresetSerializer,
+        responses={200: TextAnswerSerializer, **errors(*UPSTREAM_ERRORS)},
+    )  # fmt: skip
+    async def post(self, request: Request) -> Response:
+        return await self.answer(request)
 
 
 class ChatView(ApiView):

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from django import forms
 
 from generation.openrouter import ModelInfo
+from generation.presets import DEFAULT_LENGTH, LENGTHS
 from generation.serializers import ASPECT_RATIOS, IMAGE_SIZES, VIDEO_RESOLUTIONS
 
 
@@ -40,6 +41,17 @@ class TextForm(ModelPickerForm):
         max_value=200_000,
         required=False,
         widget=forms.NumberInput(attrs={"placeholder": "default"}),
+    )
+
+
+class PresetForm(ModelPickerForm):
+    """Summarize or shorten a text (generation/presets.py)."""
+
+    text = forms.CharField(
+        max_length=100_000, strip=False, widget=forms.Textarea(attrs={"rows": 10})
+    )
+    length = forms.ChoiceField(
+        choices=[(length, length.title()) for length in LENGTHS], initial=DEFAULT_LENGTH
     )
 
 

@@ -47,6 +47,8 @@ MODEL_KIND = {
     "image": "image",
     "video": "video",
     "embedding": "embedding",
+    "summarize": "text",  # the presets (generation/presets.py)
+    "shorten": "text",
 }
 USAGE_KIND = {"video": "video_submit"}
 # How long a call runs before its pending row is written (see the module doc).

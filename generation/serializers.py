@@ -22,6 +22,7 @@ from core.serializers import (
     filter_choice,
 )
 from generation.openrouter import ModelInfo
+from generation.presets import DEFAULT_LENGTH, LENGTHS
 from generation.repository import Generation, VideoJob
 from generation.services import StreamDone, TextAnswer
 
@@ -30,7 +31,7 @@ IMAGE_SIZES = ("0.5K", "1K", "2K", "4K")
 VIDEO_RESOLUTIONS = ("480p", "720p", "768p", "1080p", "1K", "2K", "4K")
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$"
 MODEL_KINDS = ("text", "image", "video")
-GENERATION_KINDS = ("text", "chat", "image", "video")
+GENERATION_KINDS = ("text", "chat", "image", "video", "summarize", "shorten")
 VIDEO_STATES = ("pending", "in_progress", "completed", "failed", "cancelled", "expired")
 
 # -- requests ------------------------------------------------------------------------------
@@ -53,6 +54,14 @@ class TextSerializer(SamplingFields):
     model = ModelField()
     prompt = StrictCharField(max_length=100_000, trim_whitespace=False)
     system_prompt = StrictCharField(max_length=20_000, required=False, trim_whitespace=False)
+
+
+class PresetSerializer(StrictSerializer):
+    """POST /api/generate/summarize and /api/generate/shorten."""
+
+    model = ModelField()
+    text = StrictCharField(max_length=100_000, trim_whitespace=False)
+    length = serializers.ChoiceField(choices=LENGTHS, required=False, default=DEFAULT_LENGTH)
 
 
 class MessageSerializer(StrictSerializer):

@@ -31,6 +31,7 @@ from generation.openrouter import (
 )
 from generation.openrouter import VideoJob as UpstreamJob
 from generation.openrouter.results import sniff_image_type
+from generation.presets import DEFAULT_LENGTH, PRESETS
 from generation.repository import Generation, MediaFile, UsageRecord, VideoJob
 from generation.usage import measured_call
 
@@ -132,6 +133,21 @@ async def generate_text(
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": prompt})
     return await answer_chat(admission, messages, options=options)
+
+
+async def run_preset(
+    user: User, kind: str, model: str, text: str, length: str = DEFAULT_LENGTH
+) -> TextAnswer:
+    """Summarize or shorten a text: a text generation with the preset's system prompt,
+    through the same call ledger as /api/generate/text, recorded with the preset's kind."""
+    preset = PRESETS[kind]
+    admission = await ledger.admit(user, preset.kind, model)
+    messages = [
+        {"role": "system", "content": preset.system_prompt(length)},
+        {"role": "user", "content": text},
+    ]
+    # `length` is kept in the history row's params; chat_payload sends only sampling options.
+    return await answer_chat(admission, messages, options={"length": length})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ api_urlpatterns = [
     path("ai/models", api.ModelListView.as_view(), name="api-models"),
     path("ai/chat", api.ChatView.as_view(), name="api-chat"),
     path("generate/text", api.TextView.as_view(), name="api-generate-text"),
+    path("generate/summarize", api.SummarizeView.as_view(), name="api-generate-summarize"),
+    path("generate/shorten", api.ShortenView.as_view(), name="api-generate-shorten"),
     path("generate/image", api.ImageView.as_view(), name="api-generate-image"),
     path("generate/video", api.VideoView.as_view(), name="api-generate-video"),
     path(

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.decorators import login_required
+from accounts.repository import User
 from accounts.sessions import PageRequest, current_user
 from core.api import json_error
 from core.db import get_database
@@ -33,14 +34,17 @@ from generation.forms import (
     ChatForm,
     ImageForm,
     NewChatForm,
+    PresetForm,
     TextForm,
     VideoForm,
     VideoFromImageForm,
 )
 from generation.markdown import render_markdown
 from generation.openrouter import ModelInfo
+from generation.presets import PRESETS
 from generation.recorder import get_recorder
 from generation.repository import Generation
+from generation.serializers import GENERATION_KINDS
 
 HISTORY_PAGE_SIZE = 12
 RENDER_INTERVAL = 0.05  # seconds between re-renders of a growing chat answer
@@ -86,24 +90,45 @@ async def generate_index(request: PageRequest) -> HttpResponse:
 # -- text and image ---------------------------------------------------------------------
 
 
+TEXT_MODES = {"write": "Write", **{kind: p.label for kind, p in PRESETS.items()}}
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 async def generate_text(request: PageRequest) -> HttpResponse:
+    """The text page in one of its modes: write from a prompt, or a preset (summarize,
+    shorten) applied to a text."""
+    mode = request.POST.get("mode") or request.GET.get("mode") or "write"
+    if mode not in TEXT_MODES:
+        mode = "write"
     models, problem = await _catalogue("text")
-    form = TextForm(request.POST or None, models=models)
+    form_class = TextForm if mode == "write" else PresetForm
+    form = form_class(request.POST or None, models=models)
     answer = None
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            answer = await services.generate_text(
-                current_user(request), data["model"], data["prompt"], data["system_prompt"] or None,
-                **_options(data, "temperature", "max_tokens"),
-            )  # fmt: skip
+            answer = await _answer_text(current_user(request), mode, form.cleaned_data)
         except ApiError as exc:
             apply_api_error(form, exc)
-    context = {"form": form, "answer": answer, "problem": problem}
+    context = {
+        "form": form,
+        "answer": answer,
+        "problem": problem,
+        "mode": mode,
+        "mode_label": TEXT_MODES[mode],
+        "modes": TEXT_MODES,
+    }
     template = "generation/_text_panel.html" if request.htmx else "generation/text.html"
     return render(request, template, context)
+
+
+async def _answer_text(user: User, mode: str, data: dict[str, Any]) -> services.TextAnswer:
+    if mode != "write":
+        return await services.run_preset(user, mode, data["model"], data["text"], data["length"])
+    return await services.generate_text(
+        user, data["model"], data["prompt"], data["system_prompt"] or None,
+        **_options(data, "temperature", "max_tokens"),
+    )  # fmt: skip
 
 
 @login_required
@@ -205,7 +230,7 @@ async def media(request: PageRequest, generation_id: UUID, index: int) -> Stream
 @require_GET
 async def history(request: PageRequest) -> HttpResponse:
     kind = request.GET.get("kind") or None
-    if kind not in (None, "text", "chat", "image", "video"):
+    if kind not in (None, *GENERATION_KINDS):
         kind = None
     page = page_number(request.GET)
     user = current_user(request)

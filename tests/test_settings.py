@@ -39,3 +39,23 @@ def test_bad_values_fail_with_a_clear_message():
     assert result.returncode != 0
     assert "ACCESS_TOKEN_TTL_SECONDS must be a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sso_settings_that_cannot_work_stop_start_up(tmp_path):
+    base = {"SECRET_KEY": "k" * 50, "ENV_FILE": str(tmp_path / "no.env")}
+    sso = {"OIDC_ISSUER": "https://id.example.org/realms/acme", "OIDC_CLIENT_ID": "gw"}
+    cases = {
+        "OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are needed": sso,
+        "SITE_URL (this server's public URL": {**sso, "OIDC_CLIENT_SECRET": "s"},
+        "OIDC_SCOPES must contain openid": {
+            **sso, "OIDC_CLIENT_SECRET": "s", "SITE_URL": "https://ai.example.org",
+            "OIDC_SCOPES": "email profile",
+        },
+        "OIDC_ISSUER must be the provider's https:// URL": {"OIDC_ISSUER": "id.example.org"},
+    }  # fmt: skip
+    for message, env in cases.items():
+        result = load_settings(**base, **env)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    ok = {**sso, "OIDC_CLIENT_SECRET": "s", "SITE_URL": "https://ai.example.org"}
+    assert load_settings(**base, **ok).returncode == 0

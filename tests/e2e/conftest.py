@@ -3,6 +3,7 @@ port, with an admin made by `manage.py createadmin` before the server started.""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,15 @@ import pytest
 from tests.servers import GatewayServer
 
 HERE = Path(__file__).resolve().parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct horse battery staple"
 ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "admin horse battery staple"
@@ -101,3 +111,13 @@ def make_account(http: httpx.Client) -> Callable[..., Account]:
         )
 
     return make
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium through Playwright, one per test module."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield chromium
+        chromium.close()

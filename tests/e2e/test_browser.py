@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, PASSWORD
 from tests.openrouter_stub import StubServer
 from tests.servers import REPO_ROOT, GatewayServer
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 STUB_KEY = "sk-or-v1-browser-test-key-" + "b" * 30
 
 pytestmark = pytest.mark.skipif(
@@ -61,15 +51,6 @@ def site(stub: StubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield server.start()
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ SEED = int(os.environ.get("PAGE_FUZZ_SEED", "20260102"))
 # The query parameters some page reads, and a few that none does.
 PARAMETERS = [
     "page", "page_size", "days", "kind", "q", "role", "actor", "action", "target", "tab",
-    "next", "format", "polling_url", "id", "",
+    "next", "format", "polling_url", "id", "mode", "state", "code", "error", "",
 ]  # fmt: skip
 HOSTILE_VALUES = [
     "²", "٣", "\uff11", "-1", "0", "+5", " 5", "1e3", "0x10", "99999999999999999999",

@@ -362,27 +362,37 @@ def test_a_worker_killed_during_a_burst_of_registrations_loses_no_acknowledged_r
     assert "other workers are serving" in cluster.log_text()
 
 
-def test_sigterm_stops_every_worker_after_its_shutdown(
+def test_sigterm_stops_every_worker_after_it_flushed_its_buffered_rows(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     env = {
         "WEB_CONCURRENCY": str(WORKERS),
         "REDIS_URL": redis_url,
-        "REDIS_KEY_PREFIX": redis_prefix,
+        "REDIS_KEY_PREFIX": f"{redis_prefix}sigterm:",  # not the cluster's catalogue
+        # A key but no upstream: every catalogue request fails fast and buffers a usage row.
+        "OPENROUTER_API_KEY": API_KEY,
+        "OPENROUTER_MAX_RETRIES": "0",
     }
     server = GatewayServer(tmp_path / "gateway", env=env, startup_timeout=60)
     server.start()
     try:
         wait_for_workers(server, WORKERS)
         with Fresh(server) as fresh:
-            for _ in range(12):
-                assert fresh.send("GET", "/readyz").status_code == 200
+            email, _ = register(fresh, "buffered")
+            access = bearer(log_in(fresh, email)["access_token"])
+            tags = [tag("models") for _ in range(12)]
+            for t in tags:
+                assert fresh.send("GET", "/api/ai/models", t, headers=access).status_code >= 500
+        answered_by = {served_by(server)[t] for t in tags}
     finally:
-        code = server.stop(timeout=30)
+        code = server.stop(timeout=30)  # at once: the rows are still in the workers' buffers
     log = server.log_text()
     assert code == 0
     assert log.count("Application shutdown complete.") == WORKERS
     assert "close hook failed" not in log and "Traceback" not in log
+    assert len(answered_by) >= 2
+    rows = server.query("SELECT count(*) FROM usage_records WHERE kind = 'models'")
+    assert rows == [(12,)]
 
 
 # -- moving an installation -------------------------------------------------------------

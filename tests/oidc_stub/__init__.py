@@ -6,7 +6,7 @@ discovery, `/authorize`, `/token` (client_secret_basic and client_secret_post), 
 (RS256, signed with joserfc) and `/userinfo`, with switches that make one thing wrong at a
 time. Run it standalone::
 
-    python -m tests.oidc_stub --port 8098 --redirect-uri http://127.0.0.1:8000/auth/oidc/callback
+    python -m tests.oidc_stub --port 8098 --redirect-uri http://127.0.0.1:8000/login/oidc/callback
 
 or inside a test::
 

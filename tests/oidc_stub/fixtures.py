@@ -3,7 +3,7 @@
 `tests/conftest.py` imports them, so any test can ask for `oidc`::
 
     def test_it_signs_in_with_sso(oidc: OidcServer) -> None:
-        oidc.set_redirect_uris([gateway.base_url + "/auth/oidc/callback"])
+        oidc.set_redirect_uris([gateway.base_url + "/login/oidc/callback"])
         oidc.configure(deny_consent=True)
 """
 

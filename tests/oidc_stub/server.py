@@ -23,7 +23,7 @@ STARTUP_TIMEOUT = 10.0
 class OidcServer:
     """The OpenID Connect stand-in on `127.0.0.1:<free port>`; its issuer is its base URL.
 
-    >>> with OidcServer(redirect_uris=["http://127.0.0.1:8000/auth/oidc/callback"]) as idp:
+    >>> with OidcServer(redirect_uris=["http://127.0.0.1:8000/login/oidc/callback"]) as idp:
     ...     httpx.get(idp.discovery_url)
     """
 

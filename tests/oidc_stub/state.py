@@ -27,7 +27,7 @@ FAULT_SWITCHES = frozenset(
 
 DEFAULT_CLIENT_ID = "aigateway-test"
 DEFAULT_CLIENT_SECRET = "oidc-stub-client-secret-for-tests-only"
-DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/auth/oidc/callback"
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/login/oidc/callback"
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ from joserfc.jwk import KeySet
 
 from tests.oidc_stub import FAULT_SWITCHES, OidcServer, OidcUser
 
-CALLBACK = "http://127.0.0.1:8000/auth/oidc/callback"
+CALLBACK = "http://127.0.0.1:8000/login/oidc/callback"
 
 
 @pytest.fixture
@@ -244,7 +244,7 @@ def test_authorize_without_state_is_refused(oidc: OidcServer, http: httpx.Client
     [
         {"client_id": "someone-else"},
         {"redirect_uri": CALLBACK + "/"},
-        {"redirect_uri": "http://127.0.0.1:8000/auth/oidc/callback?next=/"},
+        {"redirect_uri": "http://127.0.0.1:8000/login/oidc/callback?next=/"},
         {"redirect_uri": None},
     ],
 )
