@@ -256,6 +256,15 @@ def live_families(con: Connection | Tx, now: datetime) -> list[str]:
     return [row[0] for row in rows]
 
 
+def family_is_live(con: Connection | Tx, family: str, now: datetime) -> bool:
+    row = con.execute(
+        "SELECT 1 FROM refresh_tokens WHERE family = ? AND revoked_at IS NULL AND expires_at > ?"
+        " LIMIT 1",
+        [family, now],
+    ).fetchone()
+    return row is not None
+
+
 def families_of_user(tx: Tx, user_id: UUID) -> list[str]:
     rows = tx.execute(
         "SELECT DISTINCT family FROM refresh_tokens WHERE user_id = ?", [user_id]
@@ -312,6 +321,12 @@ def delete_api_keys_of_user(tx: Tx, user_id: UUID) -> list[tuple[ApiKey, str]]:
 def all_api_key_hashes(con: Connection | Tx) -> list[tuple[str, UUID, UUID]]:
     rows = con.execute("SELECT key_hash, id, user_id FROM api_keys").fetchall()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+def api_key_by_hash(con: Connection | Tx, key_hash: str) -> tuple[UUID, UUID] | None:
+    """(key id, user id) of the key with this hash, or None."""
+    row = con.execute("SELECT id, user_id FROM api_keys WHERE key_hash = ?", [key_hash]).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def stamp_api_keys_used(tx: Tx, stamps: dict[UUID, datetime]) -> None:

@@ -16,12 +16,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aigateway.settings")
 
 import django
 
+from core import invalidation
 from core.asgi import (
     ASGIApp,
     GatewayASGIHandler,
     Receive,
     Scope,
     Send,
+    follow_other_workers,
     limit_body_size,
     require_allowed_host,
     serve_static,
@@ -57,6 +59,9 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
                 except DatabaseError as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                except invalidation.CoordinationUnavailable as exc:
+                    await send({"type": "lifespan.startup.failed", "message": exc.message})
+                    return
                 watcher = asyncio.create_task(watch_unfinished_jobs(), name="video-job-watcher")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -90,7 +95,11 @@ def warm_up() -> None:
     from generation.recorder import get_recorder
 
     db = get_database()
-    book_interrupted_calls()
+    invalidation.start()  # before the directory loads: what is published later gets applied
+    # Pending calls are a crash's leftovers only when no other worker is serving (whose
+    # calls are pending too); a worker lost meanwhile is booked at the next such start.
+    if db.start_serving(book_interrupted_calls) is None:
+        log.info("other workers are serving: unfinished calls are theirs, left alone")
     get_directory()
     get_recorder()
     log.info("database ready: %s %s", db.dialect, db.location)
@@ -102,4 +111,6 @@ def make_django_application() -> GatewayASGIHandler:
 
 
 django_application = make_django_application()
-application = with_lifespan(require_allowed_host(serve_static(limit_body_size(django_application))))
+application = with_lifespan(
+    require_allowed_host(serve_static(limit_body_size(follow_other_workers(django_application))))
+)

@@ -1,17 +1,19 @@
 """Start the gateway: `python -m aigateway.serve [--host 127.0.0.1] [--port 8000]`.
 
 The one start command (`make run`, the README, the end-to-end tests and the benchmarks
-use it): uvicorn, one process, configured from settings rather than from uvicorn's own
-defaults, which trust X-Forwarded-For from 127.0.0.1 and never close a connection that
-sends nothing.
+use it): uvicorn, configured from settings rather than from uvicorn's own defaults, which
+trust X-Forwarded-For from 127.0.0.1 and never close a connection that sends nothing.
 
 - BEHIND_PROXY off: proxy headers are ignored; the client address is the TCP peer.
 - BEHIND_PROXY on: X-Forwarded-For and X-Forwarded-Proto are believed from
   FORWARDED_ALLOW_IPS only (uvicorn takes the right-most address not in that list).
 - SERVER_LIMIT_CONCURRENCY, SERVER_KEEP_ALIVE_TIMEOUT, SERVER_HEADER_TIMEOUT: see
   core/server.py.
-- --workers (default: WEB_CONCURRENCY, as uvicorn reads it, else 1): more than one is
-  refused on DuckDB, which lets one process open the file.
+- --workers (default: WEB_CONCURRENCY, as uvicorn reads it, else 1): that many worker
+  processes under uvicorn's supervisor, which shares the listening socket, restarts a
+  worker that dies and passes SIGTERM on (decision 44). More than one is refused on DuckDB,
+  which lets one process open the file, and on PostgreSQL without REDIS_URL, through which
+  workers share rate limits and the directory's invalidations (decision 45).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def uvicorn_options(settings: Any) -> dict[str, Any]:
         "forwarded_allow_ips": list(settings.FORWARDED_ALLOW_IPS),
         "limit_concurrency": allowed_connections(int(settings.SERVER_LIMIT_CONCURRENCY)),
         "timeout_keep_alive": int(settings.SERVER_KEEP_ALIVE_TIMEOUT),
-        "http": GuardedHttpProtocol.configured(header_timeout=settings.SERVER_HEADER_TIMEOUT),
+        "http": GuardedHttpProtocol,  # reads SERVER_HEADER_TIMEOUT itself
         "lifespan": "on",
         "access_log": False,  # the app logs one line per request itself
         "server_header": False,
@@ -121,10 +123,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         workers=args.workers, **options,
     )  # fmt: skip
     refuse_workers(config.workers)  # uvicorn read WEB_CONCURRENCY when --workers was not given
+    # Each worker's start-up checks the count again (a bare `uvicorn` has only this variable).
+    os.environ["WEB_CONCURRENCY"] = str(config.workers)
+    log.info("aigateway: %d worker(s); %s", config.workers, describe(options, settings))
     if config.workers > 1:
-        log.warning("aigateway: %d workers asked for; this command runs one", config.workers)
-    log.info("aigateway: %s", describe(options, settings))
-    uvicorn.Server(config).run()
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

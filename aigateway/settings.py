@@ -310,9 +310,16 @@ RATE_LIMITS = {
     "auth_failures": envrate("RATE_LIMIT_AUTH_FAILURES", "30/min"),
 }
 REDIS_URL = envstr("REDIS_URL")
+# Every key this deployment writes to Redis starts with it (several deployments, or test
+# runs, may share one Redis).
+REDIS_KEY_PREFIX = envstr("REDIS_KEY_PREFIX", "aigateway:")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX.rstrip(":"),
+        }
         if REDIS_URL
         else {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -411,7 +418,10 @@ LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # The process id tells the worker processes apart (WEB_CONCURRENCY).
+    "formatters": {
+        "plain": {"format": "%(asctime)s [%(process)d] %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "plain"}
     },

@@ -210,6 +210,27 @@ def serve_static(app: ASGIApp) -> ASGIApp:
     return static
 
 
+def follow_other_workers(app: ASGIApp) -> ASGIApp:
+    """Before each request, apply what other worker processes committed to the in-process
+    caches (core/invalidation.py): a sign-out answered by one worker holds on the next
+    request to any other. 503 while Redis, which carries those changes, is unreachable."""
+    from core import invalidation
+
+    if not invalidation.follows_others():
+        return app
+
+    async def following(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in HOST_CHECK_EXEMPT:
+            try:
+                await invalidation.follow()
+            except invalidation.CoordinationUnavailable as exc:
+                await _send_error(scope, send, 503, "coordination_unavailable", exc.message)
+                return
+        await app(scope, receive, send)
+
+    return following
+
+
 class GatewayASGIHandler(ASGIHandler):
     """Django's ASGI handler without a ThreadSensitiveContext per request.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from django.conf import settings
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 BUSY = (
@@ -27,18 +28,18 @@ BUSY = (
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol with a request-header deadline and a cap on open connections."""
+    """HttpToolsProtocol with a request-header deadline (settings.SERVER_HEADER_TIMEOUT) and
+    a cap on open connections.
 
-    header_timeout: float = 10.0
+    The deadline is read from the settings rather than baked into a class made for it:
+    uvicorn spawns its worker processes with the config pickled, and a class pickles as its
+    import path.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.header_timeout = float(settings.SERVER_HEADER_TIMEOUT)
         self._header_deadline: asyncio.TimerHandle | None = None
-
-    @classmethod
-    def configured(cls, *, header_timeout: float) -> type[GuardedHttpProtocol]:
-        """A subclass with these settings (uvicorn instantiates the class it is given)."""
-        return type(cls.__name__, (cls,), {"header_timeout": header_timeout})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -395,6 +395,21 @@ def unfinished_video_jobs(con: Connection) -> list[VideoJob]:
     return [VideoJob.from_row(row) for row in rows]
 
 
+def lease_video_job(tx: Tx, job_id: UUID, now: datetime, until: datetime) -> bool:
+    """Take the job for polling until `until`, unless another worker holds an unexpired
+    lease; True when taken. One statement: of workers racing for it, one wins."""
+    row = tx.execute(
+        "UPDATE video_jobs SET leased_until = ? WHERE id = ?"
+        " AND (leased_until IS NULL OR leased_until < ?) RETURNING id",
+        [_naive(until), job_id, _naive(now)],
+    ).fetchone()
+    return row is not None
+
+
+def release_video_job(tx: Tx, job_id: UUID) -> None:
+    tx.execute("UPDATE video_jobs SET leased_until = NULL WHERE id = ?", [job_id])
+
+
 def update_video_job(tx: Tx, job_id: UUID, **changes: Any) -> VideoJob | None:
     allowed = {
         "status", "error", "cost", "upstream_generation_id", "video_file", "updated_at",

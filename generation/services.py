@@ -38,6 +38,9 @@ from generation.usage import measured_call
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = timedelta(seconds=5)
+# How long a worker may hold a job it polls or downloads before another may take it over
+# (its process died): longer than a poll or a download can take (the client's timeouts).
+VIDEO_JOB_LEASE = timedelta(minutes=5)
 MAX_MISSED_POLLS = 3
 JOB_LOST = "The provider no longer knows this job; it may have expired before it was saved."
 ALLOWED_FRAME_TYPES = ("image/png", "image/jpeg", "image/webp")
@@ -386,15 +389,31 @@ def _due(job: VideoJob) -> bool:
 
 async def _refresh(job_id: UUID) -> VideoJob:
     db = get_database()
-    job = await db.aread(repo.get_video_job, job_id)
-    if job is None:  # deleted with its owner meanwhile
-        raise NotFound("No such video job.", code="video_job_not_found")
+    job = await _current_job(job_id)
     if _settled(job) or not _due(job):
         return job
-    if job.status != "completed":
-        job = await _poll(job)
-    if job.status == "completed" and job.video_file is None:
-        job = await _download(job)
+    # Every worker may want to poll the job (its watcher, its requests): the one holding
+    # the lease does; the others answer with the job as last saved (decision 46).
+    now = utcnow()
+    if not await db.awrite(repo.lease_video_job, job_id, now, now + VIDEO_JOB_LEASE):
+        return job
+    try:
+        job = await _current_job(job_id)  # the previous holder may have just polled it
+        if _settled(job) or not _due(job):
+            return job
+        if job.status != "completed":
+            job = await _poll(job)
+        if job.status == "completed" and job.video_file is None:
+            job = await _download(job)
+        return job
+    finally:
+        await db.awrite(repo.release_video_job, job_id)
+
+
+async def _current_job(job_id: UUID) -> VideoJob:
+    job = await get_database().aread(repo.get_video_job, job_id)
+    if job is None:  # deleted with its owner meanwhile
+        raise NotFound("No such video job.", code="video_job_not_found")
     return job
 
 

@@ -135,6 +135,16 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 _PREEXEC = _die_with_parent()
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"resource_tracker" not in command
+
+
 _RUNNING: set[GatewayServer] = set()
 
 
@@ -281,14 +291,32 @@ class GatewayServer:
         return process.returncode
 
     def kill(self) -> None:
-        """SIGKILL: the process gets no chance to flush or close anything."""
+        """SIGKILL: the process (and its workers) get no chance to flush or close anything."""
         process = self._process
         if process is None:
             return
+        workers = self.worker_pids()
         if process.poll() is None:
             process.kill()
+        for pid in workers:  # spawned by uvicorn's supervisor: nothing else would stop them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait()
         self._forget()
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes of a server started with several (WEB_CONCURRENCY), by pid;
+        empty for one process. Linux only (/proc)."""
+        if self._process is None:
+            return []
+        pid = self._process.pid
+        path = Path(f"/proc/{pid}/task/{pid}/children")
+        try:
+            children = [int(child) for child in path.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+        # uvicorn's workers, not multiprocessing's resource tracker
+        return [child for child in children if _is_worker(child)]
 
     def restart(self) -> GatewayServer:
         self.stop()

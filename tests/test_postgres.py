@@ -108,6 +108,26 @@ def test_workers_starting_together_migrate_once(make_postgres_schema):
             db.close()
 
 
+def test_only_a_process_starting_alone_runs_what_is_left_to_the_last_one_standing(
+    make_postgres_schema,
+):
+    url = make_postgres_schema()
+    first, second, third = (PostgresDatabase(url, pool_size=2).open() for _ in range(3))
+    try:
+        assert first.start_serving(lambda: "booked") == "booked"
+        assert second.start_serving(lambda: "booked") is None  # the first still serves
+        first.close()
+        assert third.start_serving(lambda: "booked") is None  # the second still serves
+        second.close()
+        third.close()
+        last = PostgresDatabase(url, pool_size=2).open()
+        assert last.start_serving(lambda: "booked") == "booked"  # nobody else serves
+        last.close()
+    finally:
+        for db in (first, second, third):
+            db.close()
+
+
 def test_an_unreachable_server_is_one_sentence():
     from core.db import DatabaseError
 

@@ -235,3 +235,43 @@ def test_a_bad_rate_limit_stops_start_up_with_one_line(value):
     assert result.returncode != 0
     assert "RATE_LIMIT_AUTH must look like 600/min" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- shared by every worker (REDIS_URL) --------------------------------------------------
+
+
+@pytest.fixture
+def redis_limits(settings, redis_url, redis_key_prefix):
+    """Counters in Redis under this test's own prefix, as every worker of a deployment."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": redis_key_prefix,
+        }
+    }
+    return settings
+
+
+def test_simultaneous_requests_on_many_workers_share_one_exact_counter(redis_limits):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from core.throttling import UserRateThrottle
+
+    redis_limits.RATE_LIMITS = {**redis_limits.RATE_LIMITS, "user": "30/min"}
+    request = SimpleNamespace(user=SimpleNamespace(is_authenticated=True, id="one-user"))
+    start = threading.Barrier(20)
+
+    def worker(_: int) -> list[bool]:
+        start.wait()  # all at the same instant, as requests reaching several workers
+        return [UserRateThrottle().allow_request(request, None) for _ in range(5)]  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(20) as pool:
+        allowed = [ok for outcome in pool.map(worker, range(20)) for ok in outcome]
+    assert allowed.count(True) == 30  # DRF's read-then-write lets more through
+    refused = UserRateThrottle()
+    assert refused.allow_request(request, None) is False  # type: ignore[arg-type]
+    assert 0 < refused.wait() <= 60

@@ -81,11 +81,18 @@ def close_database() -> None:
 
 
 def one_process_only(workers: int) -> str | None:
-    """Why `workers` server processes cannot share the configured database, or None."""
+    """Why `workers` server processes cannot share the configured database and its
+    in-process caches, or None."""
     if workers > 1 and not settings.DATABASE_URL:
         return (
             f"DuckDB lets one process open the database, so {workers} workers cannot share "
             f"{settings.DUCKDB_PATH}: run one worker (unset WEB_CONCURRENCY), or set "
             "DATABASE_URL to a PostgreSQL database to run several."
+        )
+    if workers > 1 and not settings.REDIS_URL:
+        return (
+            f"{workers} workers on PostgreSQL need REDIS_URL, through which they share rate "
+            "limits and learn of each other's sign-outs and role changes: set REDIS_URL, or "
+            "run one worker (unset WEB_CONCURRENCY)."
         )
     return None

@@ -140,6 +140,12 @@ class Database(ABC):
         """The connection pool's counters, for backends that keep one."""
         return None
 
+    def start_serving(self, if_alone: Callable[[], T]) -> T | None:
+        """Mark this process as serving the database until it closes, first running
+        if_alone() when no other process serves it (what a crash left behind is then
+        nobody's). None when others serve it. One process can open a DuckDB file."""
+        return if_alone()
+
     def add_close_hook(self, hook: Callable[[Tx], None]) -> None:
         """Run hook(tx) as a last write just before the database closes (e.g. flush buffers)."""
         self._close_hooks.append(hook)

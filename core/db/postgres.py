@@ -48,6 +48,9 @@ POSTGRES_MIGRATIONS_DIR = MIGRATIONS_DIR / "postgresql"
 # The first key of the advisory lock migrations take; the second is the schema's hash, so
 # test schemas side by side in one database do not wait for each other.
 MIGRATION_LOCK = 0x61677779  # "agwy"
+# Held shared by every process serving a database for as long as it runs; taken exclusive
+# by a process starting up to learn that no other serves it (second key: the schema).
+SERVING_LOCK = 0x61677773  # "agws"
 # A write that lost a serialization race or a deadlock, or found its connection dead
 # before committing, was rolled back by the server and is run again, this many times.
 ATTEMPTS = 3
@@ -209,6 +212,7 @@ class PostgresDatabase(Database):
         self.pool_size = pool_size
         self.pool_timeout = pool_timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._serving: psycopg.Connection[Any] | None = None  # holds the serving lock
         self._executor: ThreadPoolExecutor | None = None
         self._open_lock = threading.Lock()
         self._local = threading.local()
@@ -270,21 +274,59 @@ class PostgresDatabase(Database):
             raise
         return self
 
+    def start_serving(self, if_alone: Callable[[], T]) -> T | None:
+        """On a connection of its own, held until close (PostgreSQL drops the lock when a
+        killed process's connection drops): the serving lock exclusive to run if_alone(),
+        then shared, as every serving process holds it."""
+        self._pool_or_fail()
+        con = psycopg.connect(connection_info(self.url), autocommit=True)
+        try:
+            schema = con.execute("SELECT current_schema()").fetchone()
+            key = [SERVING_LOCK, schema[0] if schema else ""]
+            alone = con.execute(
+                "SELECT pg_try_advisory_lock(%s::INTEGER, hashtext(%s::VARCHAR))", key
+            ).fetchone()
+            result = None
+            if alone and alone[0]:
+                try:
+                    result = if_alone()
+                finally:
+                    con.execute(
+                        "SELECT pg_advisory_lock_shared(%s::INTEGER, hashtext(%s::VARCHAR))", key
+                    )
+                    con.execute(
+                        "SELECT pg_advisory_unlock(%s::INTEGER, hashtext(%s::VARCHAR))", key
+                    )
+            else:  # waits while a process starting alone runs its if_alone()
+                con.execute(
+                    "SELECT pg_advisory_lock_shared(%s::INTEGER, hashtext(%s::VARCHAR))", key
+                )
+        except BaseException:
+            con.close()
+            raise
+        with self._open_lock:
+            if self._serving is not None:
+                self._serving.close()
+            self._serving = con
+        return result
+
     def close(self) -> None:
         """Run the close hooks as last writes, finish queued writes, close the pool."""
         with self._open_lock:
             pool, executor = self._pool, self._executor
-            if pool is None or executor is None:
-                return
-            for hook in self._close_hooks:
-                try:
-                    self.write(hook)
-                except Exception:
-                    log.exception("close hook failed")
-            executor.shutdown(wait=True)
-            self._executor = None
-            self._pool = None
-            pool.close()
+            if pool is not None and executor is not None:
+                for hook in self._close_hooks:
+                    try:
+                        self.write(hook)
+                    except Exception:
+                        log.exception("close hook failed")
+                executor.shutdown(wait=True)
+                self._executor = None
+                self._pool = None
+                pool.close()
+            if self._serving is not None:  # last: this process no longer serves
+                self._serving.close()
+                self._serving = None
 
     def pool_stats(self) -> dict[str, int]:
         """psycopg_pool's counters: pool_size, pool_available, requests_waiting, …"""

@@ -1,0 +1,102 @@
+"""core/invalidation.py: what one process publishes reaches the subscribers of the others
+before their next request; a missed entry or a lost Redis makes them reload everything."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import invalidation
+from core.db import one_process_only
+
+
+@pytest.fixture
+def stream(redis_url, redis_key_prefix, settings):
+    settings.REDIS_URL = redis_url
+    settings.REDIS_KEY_PREFIX = redis_key_prefix
+    settings.DATABASE_URL = settings.DATABASE_URL or "postgresql://unused@127.0.0.1/unused"
+    made = invalidation.Stream(redis_url, redis_key_prefix)
+    made.start()
+    return made
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    events: list[str] = []
+    monkeypatch.setattr(invalidation, "_subscribers", {})
+    invalidation.subscribe(
+        "t", on_change=lambda key: events.append(key), on_reset=lambda: events.append("*reset*")
+    )
+    return events
+
+
+def publish_elsewhere(stream, monkeypatch, topic, key):
+    """As another process would: another origin, the same stream."""
+    with monkeypatch.context() as patch:
+        patch.setattr(invalidation, "_ORIGIN", "another-process")
+        stream.publish(topic, key)
+
+
+@pytest.mark.anyio
+async def test_another_process_change_reaches_the_subscriber_before_the_next_request(
+    stream, seen, monkeypatch
+):
+    publish_elsewhere(stream, monkeypatch, "t", "user-1")
+    publish_elsewhere(stream, monkeypatch, "t", "user-2")
+    await stream.follow()
+    assert seen == ["user-1", "user-2"]
+    await stream.follow()  # nothing new: nothing applied twice
+    assert seen == ["user-1", "user-2"]
+
+
+@pytest.mark.anyio
+async def test_this_process_own_publications_are_not_applied_again(stream, seen):
+    stream.publish("t", "mine")
+    await stream.follow()
+    assert seen == []
+
+
+def test_publish_tells_this_process_subscriber_unless_told_not_to(seen, settings):
+    settings.REDIS_URL = ""
+    invalidation.publish("t", "here")
+    invalidation.publish("t", "not-here", here=False)
+    assert seen == ["here"]
+
+
+@pytest.mark.anyio
+async def test_a_gap_in_the_numbering_reloads_everything(stream, seen, monkeypatch):
+    import redis
+
+    client = redis.Redis.from_url(stream.url)
+    client.incr(stream.keys[1])  # an entry this process will never see
+    client.close()
+    publish_elsewhere(stream, monkeypatch, "t", "after-the-gap")
+    await stream.follow()
+    assert seen == ["*reset*"]
+    publish_elsewhere(stream, monkeypatch, "t", "next")
+    await stream.follow()
+    assert seen == ["*reset*", "next"]
+
+
+@pytest.mark.anyio
+async def test_a_lost_redis_refuses_the_request_then_reloads_everything(stream, seen, monkeypatch):
+    async def unreachable(*args, **kwargs):
+        import redis
+
+        raise redis.ConnectionError("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(stream._aclient()), "xread", unreachable)
+        with pytest.raises(invalidation.CoordinationUnavailable):
+            await stream.follow()
+    await stream.follow()
+    assert seen == ["*reset*"]
+
+
+def test_several_workers_on_postgresql_need_redis(settings):
+    settings.DATABASE_URL = "postgresql://someone@127.0.0.1/somewhere"
+    settings.REDIS_URL = ""
+    reason = one_process_only(3)
+    assert reason is not None and reason.startswith("3 workers on PostgreSQL need REDIS_URL")
+    assert one_process_only(1) is None
+    settings.REDIS_URL = "redis://127.0.0.1:6379/0"
+    assert one_process_only(3) is None
