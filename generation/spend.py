@@ -33,7 +33,7 @@ from uuid import UUID, uuid4
 from django.conf import settings
 
 from core.clock import utcnow
-from core.db import POSTGRESQL, DatabaseError, Tx, get_database
+from core.db import POSTGRESQL, Database, DatabaseError, Tx, get_database
 from core.errors import ApiError
 from generation import repository as repo
 from generation.limits import Limits, LimitsUnavailable, period_bounds
@@ -193,7 +193,8 @@ async def reserve(
         return 0.0
     now = utcnow()
     if _in_database():
-        return await _reserve_in_database(user_id, limits, bound, reservation or uuid4(), now)
+        db = get_database()
+        return await reserve_in(db, user_id, limits, bound, reservation or uuid4(), now)
     account = await _account(user_id, limits, now)
     budget = float(limits.budget_usd)
     book = _book()
@@ -205,9 +206,11 @@ async def reserve(
     raise _exceeded(limits, bound, left, account.end, now)
 
 
-async def _reserve_in_database(
-    user_id: UUID, limits: Limits, bound: float, reservation: UUID, now: datetime
-) -> float:
+async def reserve_in(
+    db: Database, user_id: UUID, limits: Limits, bound: float, reservation: UUID,
+    now: datetime,
+) -> float:  # fmt: skip
+    """reserve() on a PostgreSQL database given (tests open several, as workers do)."""
     start, end = period_bounds(limits.budget_period, now)
     budget = float(limits.budget_usd or 0)
     expires = now + timedelta(seconds=settings.BUDGET_RESERVATION_SECONDS)
@@ -223,7 +226,7 @@ async def _reserve_in_database(
         return None
 
     try:
-        left = await get_database().awrite(decide)
+        left = await db.awrite(decide)
     except DatabaseError as exc:
         raise LimitsUnavailable() from exc
     if left is None:
