@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest pytest-duckdb pytest-postgresql bench clean
+.PHONY: run test lint typecheck pytest pytest-duckdb pytest-postgresql bench bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/auth_bench.py
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/stats_bench.py
+
+# DuckDB's single process, then PostgreSQL + Redis with 2 workers, side by side (bench/README.md).
+bench-scale: $(VENV)/.dev
+	$(BIN)/python bench/auth_bench.py --database postgres --workers 2
+	$(BIN)/python bench/gateway_bench.py --database postgres --workers 2
 
 clean:
 	rm -rf $(VENV) .sdk .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """Auth throughput and latency of the real gateway, with an in-process aiohttp load generator.
 
 Starts its own server (uvicorn, Argon2, DEBUG off, request log at INFO, a fresh DuckDB file
-in a temporary folder), makes users, tokens and API keys, then drives for a fixed time each:
+in a temporary folder; with `--database postgres --workers N` that one first and then N
+worker processes on a fresh PostgreSQL database and Redis, see bench/harness.py), makes
+users, tokens and API keys, then drives for a fixed time each:
 
   ping         GET /api/ping: the same middleware, no auth, no DRF; the ceiling
   me (access)  GET /api/users/me with an access token
@@ -17,6 +19,7 @@ The load generator shares the machine's cores with the server, so the table show
 time of both.
 
     .venv/bin/python bench/auth_bench.py [--duration 10] [--concurrency 32] [--refresh-workers 16]
+        [--database postgres --workers 2]
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import json
 import os
 import platform
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -38,11 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import harness
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.servers import GatewayServer  # noqa: E402
+from tests.servers import GatewayServer
 
 PASSWORD = "bench horse battery staple"
 ME_TARGET_RATIO = 0.7
@@ -74,6 +74,8 @@ class Result:
     tally: Tally
     client_cpu: float
     server_cpu: float
+    services_cpu: float  # PostgreSQL's sessions and Redis (0 on DuckDB: it runs in-process)
+    busiest_share: float  # of the server's CPU, the busiest process's part (1/N is even)
 
     @property
     def requests(self) -> int:
@@ -106,16 +108,9 @@ class Result:
             "errors": self.errors,
             "client_cpu_pct": round(100 * self.client_cpu / self.seconds, 1),
             "server_cpu_pct": round(100 * self.server_cpu / self.seconds, 1),
+            "services_cpu_pct": round(100 * self.services_cpu / self.seconds, 1),
+            "busiest_process_pct": round(100 * self.busiest_share, 1),
         }
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc (0 where there is no /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 Worker = Callable[[aiohttp.ClientSession, int, float, Tally | None], Awaitable[None]]
@@ -135,21 +130,26 @@ async def drive(
     if warmup > 0:
         deadline = time.perf_counter() + warmup
         await asyncio.gather(*(worker(session, n, deadline, None) for n in range(concurrency)))
-    assert server.pid is not None
+    groups = harness.cpu_groups(server)  # uvicorn's supervisor and workers; PostgreSQL, Redis
+    services = [pid for name, pids in groups.items() if name != "gateway" for pid in pids]
     tally = Tally()
-    server_cpu, client_cpu = process_cpu_seconds(server.pid), time.process_time()
+    server_cpu, client_cpu = harness.cpu_each(groups["gateway"]), time.process_time()
+    services_cpu = harness.cpu_seconds(services)
     started = time.perf_counter()
     await asyncio.gather(
         *(worker(session, n, started + duration, tally) for n in range(concurrency))
     )
     seconds = time.perf_counter() - started
+    server_after = harness.cpu_each(groups["gateway"])
     return Result(
         name,
         concurrency,
         seconds,
         tally,
         client_cpu=time.process_time() - client_cpu,
-        server_cpu=process_cpu_seconds(server.pid) - server_cpu,
+        server_cpu=sum(server_after.values()) - sum(server_cpu.values()),
+        services_cpu=harness.cpu_seconds(services) - services_cpu,
+        busiest_share=harness.busiest_share(server_cpu, server_after),
     )
 
 
@@ -342,6 +342,10 @@ async def setup_accounts(
             json={"name": "bench"},
             headers={"Authorization": f"Bearer {access}"},
         ) as response:
+            if response.status != 201:
+                raise SystemExit(
+                    f"bench: creating an API key failed: {response.status} {await response.text()}"
+                )
             key = (await response.json())["key"]
         return access, key
 
@@ -425,47 +429,73 @@ async def run(args: argparse.Namespace, server: GatewayServer) -> dict[str, Any]
 def table(results: list[Result]) -> str:
     header = (
         "| case | conc | requests | req/s | p50 ms | p99 ms | errors | client CPU | server CPU |"
+        " PostgreSQL + Redis CPU | server CPU ms/req | busiest server process |"
     )
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 12]
     for r in results:
         row = r.as_dict()
         lines.append(
             f"| {r.name} | {r.concurrency} | {r.requests} | {r.rps:,.0f} | {row['p50_ms']:.2f}"
             f" | {row['p99_ms']:.2f} | {r.errors} | {row['client_cpu_pct']:.0f}%"
-            f" | {row['server_cpu_pct']:.0f}% |"
+            f" | {row['server_cpu_pct']:.0f}% | {row['services_cpu_pct']:.0f}%"
+            f" | {cpu_per_request_ms(r):.2f} | {row['busiest_process_pct']:.0f}% |"
         )
     return "\n".join(lines)
 
 
-def verdict(ok: bool) -> str:
-    return "met" if ok else "NOT MET"
+def cpu_per_request_ms(result: Result) -> float:
+    return 1000 * result.server_cpu / result.requests if result.requests else float("nan")
 
 
-def report(args: argparse.Namespace, outcome: dict[str, Any]) -> tuple[str, bool]:
+@dataclass
+class Rotation:
+    """The refresh case's figures against its target."""
+
+    rps: float
+    lost: int
+    double_spent: int
+
+    @property
+    def met(self) -> bool:
+        return self.rps >= REFRESH_TARGET_RPS and self.lost == 0 and self.double_spent == 0
+
+
+def rotation(outcome: dict[str, Any]) -> Rotation:
+    rotate: Result = outcome["results"][-1]
+    audit: RotationAudit = outcome["audit"]
+    return Rotation(rotate.rps, rotate.tally.lost + audit.lost, audit.double_spent)
+
+
+def report(
+    args: argparse.Namespace, backend: harness.Backend, outcome: dict[str, Any]
+) -> tuple[str, bool]:
     results: list[Result] = outcome["results"]
     audit: RotationAudit = outcome["audit"]
     ping, me_access, me_key, rotate = results
     access_ratio = me_access.rps / ping.rps if ping.rps else 0.0
     key_ratio = me_key.rps / ping.rps if ping.rps else 0.0
-    lost = rotate.tally.lost + audit.lost
+    refresh = rotation(outcome)
     failures = dict(rotate.tally.failures)
-    me_ok = min(access_ratio, key_ratio) >= ME_TARGET_RATIO
-    refresh_ok = rotate.rps >= REFRESH_TARGET_RPS and lost == 0 and audit.double_spent == 0
-    loop = "uvloop" if _uvloop() is not None else "asyncio"
+    me_errors = me_access.errors + me_key.errors
+    me_ok = min(access_ratio, key_ratio) >= ME_TARGET_RATIO and me_errors == 0
     lines = [
+        f"## {backend.label}",
+        "",
         f"# {os.cpu_count()} CPUs shared by server and load generator; Python "
-        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop}; "
+        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on "
+        f"{harness.loop_name()}; "
         f"{args.duration:g} s per case after {args.warmup:g} s warm-up",
-        "# CPU columns: % of one core over the measured window (server = the uvicorn process);"
-        f" load average before the run {outcome['load_before']:.2f}",
+        "# CPU columns: % of one core over the measured window (server = the uvicorn process"
+        " and its workers; PostgreSQL = the sessions of the gateway's pools; Redis = its whole"
+        f" server, shared); load average before the run {outcome['load_before']:.2f}",
         "",
         table(results),
         "",
         f"me (access token) / ping = {access_ratio:.2f}, me (API key) / ping = {key_ratio:.2f}"
-        f"  (target >= {ME_TARGET_RATIO}): {verdict(me_ok)}",
-        f"refresh: {rotate.rps:,.0f} rotations/s (target >= {REFRESH_TARGET_RPS:.0f}), "
-        f"lost {lost}, double-spent {audit.double_spent} (target 0 and 0): "
-        f"{verdict(refresh_ok)}",
+        f", {me_errors} errors (target >= {ME_TARGET_RATIO}, 0 errors): {harness.verdict(me_ok)}",
+        f"refresh: {refresh.rps:,.0f} rotations/s (target >= {REFRESH_TARGET_RPS:.0f}), "
+        f"lost {refresh.lost}, double-spent {refresh.double_spent} (target 0 and 0): "
+        f"{harness.verdict(refresh.met)}",
         f"  accepted {audit.accepted} rotations (warm-up included) in "
         f"{args.refresh_workers + outcome['relogins']} token families; "
         f"refused {failures or 'none'}; no answer or no error shape {rotate.tally.lost}",
@@ -475,38 +505,56 @@ def report(args: argparse.Namespace, outcome: dict[str, Any]) -> tuple[str, bool
         f"{audit.db_mismatched} with a successor the client never got, "
         f"{audit.db_unseen} committed without the client seeing them",
     ]
-    return "\n".join(lines), me_ok and refresh_ok
+    return "\n".join(lines), me_ok and refresh.met
 
 
-def _uvloop() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop
-
-
-def shown_python() -> str:
-    """The interpreter as a person would type it from the repository root."""
-    python = Path(sys.executable)
-    return str(python.relative_to(REPO_ROOT)) if python.is_relative_to(REPO_ROOT) else str(python)
-
-
-def database_url(args: argparse.Namespace) -> str:
-    """A fresh schema in TEST_DATABASE_URL's PostgreSQL (or a throwaway one), or "" (DuckDB)."""
-    if args.database != "postgresql":
-        return ""
-    from tests.services import new_postgres_schema
-
-    return new_postgres_schema()
+def comparison(runs: list[tuple[harness.Backend, dict[str, Any]]]) -> tuple[str, bool]:
+    """The figures of issue 11 for each backend side by side; the scaled backend's target."""
+    labels = [backend.label for backend, _ in runs]
+    rows: list[tuple[str, list[str], str]] = []
+    for index in range(len(runs[0][1]["results"])):
+        cases: list[Result] = [outcome["results"][index] for _, outcome in runs]
+        name = cases[0].name
+        rows.append(harness.figure(f"{name} req/s", [r.rps for r in cases]))
+        rows.append(
+            harness.figure(
+                f"{name} server CPU ms/req", [cpu_per_request_ms(r) for r in cases], ".2f"
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{name} busiest server process's share of its CPU",
+                [r.busiest_share for r in cases],
+                ".0%",
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{name} PostgreSQL + Redis CPU ms/req",
+                [1000 * r.services_cpu / r.requests if r.requests else 0.0 for r in cases],
+                ".2f",
+            )
+        )
+    refreshes = [rotation(outcome) for _, outcome in runs]
+    rows.append(
+        ("refresh lost / double-spent", [f"{r.lost} / {r.double_spent}" for r in refreshes], "")
+    )
+    scaled = refreshes[-1]
+    lines = [
+        "## Side by side",
+        "",
+        harness.side_by_side(labels, rows),
+        "",
+        f"{labels[-1]}: refresh >= {REFRESH_TARGET_RPS:.0f} rotations/s with 0 lost and 0 "
+        f"double-spent: {scaled.rps:,.0f}/s, {scaled.lost} lost, {scaled.double_spent} "
+        f"double-spent: {harness.verdict(scaled.met)}",
+    ]
+    return "\n".join(lines), scaled.met
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--database", choices=("duckdb", "postgresql"), default="duckdb",
-        help="the server's backend: a fresh DuckDB file or a fresh PostgreSQL schema",
-    )  # fmt: skip
+    harness.add_backend_arguments(parser)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per case")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per case")
     parser.add_argument("--concurrency", type=int, default=32, help="workers for the GET cases")
@@ -523,27 +571,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = (
-        f"{shown_python()} bench/auth_bench.py"
+        f"{harness.shown_python()} bench/auth_bench.py"
         f" --duration {args.duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --refresh-workers {args.refresh_workers}"
-        f" --users {args.users} --database {args.database}"
+        f" --users {args.users} {harness.backend_flags(args)}"
     )
     print(f"# reproduce: {command}", flush=True)
-    uvloop = _uvloop()
-    runner = uvloop.run if uvloop is not None else asyncio.run
-    with (
-        tempfile.TemporaryDirectory(prefix="auth-bench-") as folder,
-        GatewayServer(Path(folder), database_url=database_url(args)) as server,
-    ):
-        outcome = runner(run(args, server))
-    text, met = report(args, outcome)
-    print(text)
+    print(f"# {harness.load_line()} at the start", flush=True)
+    runs: list[tuple[harness.Backend, dict[str, Any]]] = []
+    met = True
+    for backend in harness.backends(args):
+        with (
+            tempfile.TemporaryDirectory(prefix="auth-bench-") as folder,
+            harness.serve(backend, Path(folder)) as server,
+        ):
+            outcome = harness.run_async(run(args, server))
+        runs.append((backend, outcome))
+        text, backend_met = report(args, backend, outcome)
+        met = met and backend_met
+        print(text + "\n", flush=True)
+    if len(runs) > 1:
+        text, scaled_met = comparison(runs)
+        met = met and scaled_met
+        print(text, flush=True)
+    print(f"# {harness.load_line()} at the end", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "command": command,
-            "results": [r.as_dict() for r in outcome["results"]],
-            "audit": vars(outcome["audit"]) | {"double_spent": outcome["audit"].double_spent},
+            "runs": {
+                backend.key: {
+                    "results": [r.as_dict() for r in outcome["results"]],
+                    "audit": vars(outcome["audit"])
+                    | {"double_spent": outcome["audit"].double_spent},
+                }
+                for backend, outcome in runs
+            },
             "targets_met": met,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

@@ -4,8 +4,9 @@ stand-in and through the gateway, in one run.
 Starts the stand-in (`python -m tests.openrouter_stub`) as a process of its own, so it does
 not share this process's GIL with the load generator, and the gateway (uvicorn, one process,
 DEBUG off, request log at INFO, a fresh DuckDB file in a temporary folder, usage recording
-on, rate limits off). Registers a user and authenticates with its access token (or an API
-key), then measures:
+on, rate limits off; with `--database postgres --workers N` that one first, then N worker
+processes on a fresh PostgreSQL database and Redis, see bench/harness.py). Registers a user
+and authenticates with its access token (or an API key), then measures:
 
   latency      non-streaming chat at concurrency 1; direct, /api/ai/chat,
                /v1/chat/completions and /api/ai/chat by a user with a budget ("budget")
@@ -20,6 +21,7 @@ key), then measures:
 
     .venv/bin/python bench/gateway_bench.py [--duration 10] [--concurrency 64]
         [--capacity 500@2,2000@10] [--check] [--json bench/results/gateway.json]
+        [--database postgres --workers 2]
 
 The machine's cores are shared by the load generator, the stand-in and the gateway, so the
 table shows each one's CPU time per case.
@@ -47,11 +49,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import harness
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.servers import GatewayServer, free_port  # noqa: E402
+from tests.servers import GatewayServer, free_port
 
 API_KEY = "sk-or-v1-bench-" + "0123456789abcdef" * 3
 PASSWORD = "bench horse battery staple"
@@ -68,33 +68,11 @@ ADDED_TTFT_P50_MS = 2.0
 THROUGHPUT_RPS = 500.0
 RSS_LIMIT_MB = 400.0
 CAPACITY_P99_SLACK_MS = 500.0  # p99 <= upstream seconds + 0.5 s
+# Issue 11, on 2 cores with 2 workers: chat at c=64 this many times the single process.
+SCALED_THROUGHPUT_RATIO = 1.6
 
 
 # -- processes --------------------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process, from /proc (0 where there is none)."""
-    if pid is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_mb(pid: int | None, field_name: str = "VmRSS") -> float:
-    """VmRSS (now) or VmHWM (peak) of a process in MB, from /proc/<pid>/status."""
-    if pid is None:
-        return float("nan")
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -140,7 +118,7 @@ class StubProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command,
-                cwd=REPO_ROOT,
+                cwd=harness.REPO_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -207,26 +185,38 @@ class Tally:
         return sum(self.errors.values())
 
 
+Processes = Callable[[], dict[str, list[int]]]  # name -> pids, asked at each window's start
+
+
 @dataclass
 class CpuMeter:
-    """CPU seconds of the bench process, the stand-in and the gateway over a window."""
+    """CPU seconds over a window of the bench process and each group of processes: the
+    stand-in, the gateway (uvicorn's supervisor and workers) and, on PostgreSQL, the
+    database sessions and the Redis server."""
 
-    pids: dict[str, int | None]
+    processes: Processes
     start: dict[str, float] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    gateway_start: dict[int, float] = field(default_factory=dict)
+    busiest: float = float("nan")  # the busiest gateway process's share of the gateway's CPU
 
     def snapshot(self) -> dict[str, float]:
-        values = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
+        values = {name: harness.cpu_seconds(pids) for name, pids in self.groups.items()}
         values["bench"] = time.process_time()
         return values
 
     def __enter__(self) -> CpuMeter:
+        self.groups = self.processes()
         self.start = self.snapshot()
+        self.gateway_start = harness.cpu_each(self.groups.get("gateway", []))
         return self
 
     def __exit__(self, *exc: object) -> None:
         end = self.snapshot()
         self.used = {name: end[name] - self.start[name] for name in end}
+        gateway_end = harness.cpu_each(self.groups.get("gateway", []))
+        self.busiest = harness.busiest_share(self.gateway_start, gateway_end)
 
 
 @dataclass
@@ -238,6 +228,7 @@ class Case:
     tally: Tally
     cpu: dict[str, float]
     rss_mb: float | None = None  # gateway peak resident memory sampled during the case
+    busiest: float = float("nan")  # the busiest gateway process's share of the gateway's CPU
 
     @property
     def requests(self) -> int:
@@ -260,6 +251,7 @@ class Case:
             "errors": dict(self.tally.errors),
             "cpu_seconds": {k: round(v, 2) for k, v in self.cpu.items()},
             "gateway_rss_mb": None if self.rss_mb is None else round(self.rss_mb, 1),
+            "busiest_gateway_process": round(self.busiest, 3),
         }
 
 
@@ -392,7 +384,7 @@ async def alternate(
     *,
     duration: float,
     warmup: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     name: str,
 ) -> list[Case]:
     """Concurrency 1, direct and gateway requests alternating, so both see the same machine."""
@@ -409,7 +401,10 @@ async def alternate(
                 await record(tallies[endpoint.via], request(session, endpoint))
         seconds = time.perf_counter() - started
     # Both share the window; CPU is for the pair.
-    return [Case(name, e.via, 1, seconds, tallies[e.via], meter.used) for e in pair]
+    return [
+        Case(name, e.via, 1, seconds, tallies[e.via], meter.used, busiest=meter.busiest)
+        for e in pair
+    ]
 
 
 async def closed_loop(
@@ -419,7 +414,7 @@ async def closed_loop(
     concurrency: int,
     duration: float,
     warmup: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     name: str,
 ) -> Case:
     """`concurrency` workers sending back to back for `duration` seconds (after warm-up)."""
@@ -436,7 +431,7 @@ async def closed_loop(
         started = time.perf_counter()
         await asyncio.gather(*(worker(tally, started + duration) for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-    return Case(name, endpoint.via, concurrency, seconds, tally, meter.used)
+    return Case(name, endpoint.via, concurrency, seconds, tally, meter.used, busiest=meter.busiest)
 
 
 async def burst(
@@ -444,7 +439,7 @@ async def burst(
     *,
     count: int,
     upstream_seconds: float,
-    pids: dict[str, int | None],
+    pids: Processes,
     gateway_pid: int | None,
     name: str,
 ) -> Case:
@@ -452,13 +447,14 @@ async def burst(
     connector = aiohttp.TCPConnector(limit=0, force_close=True, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=upstream_seconds + 60)
     tally = Tally()
-    peak = memory_mb(gateway_pid)
+    gateway = harness.process_tree(gateway_pid)
+    peak = harness.memory_mb(gateway)
     done = asyncio.Event()
 
     async def sample_memory() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, memory_mb(gateway_pid))
+            peak = max(peak, harness.memory_mb(gateway))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), 0.1)
 
@@ -470,8 +466,10 @@ async def burst(
             seconds = time.perf_counter() - started
         done.set()
         await sampler
-    peak = max(peak, memory_mb(gateway_pid))
-    return Case(name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak)
+    peak = max(peak, harness.memory_mb(gateway))
+    return Case(
+        name, endpoint.via, count, seconds, tally, meter.used, rss_mb=peak, busiest=meter.busiest
+    )
 
 
 async def configure_stub(
@@ -531,7 +529,9 @@ def parse_capacity(text: str) -> list[tuple[int, float]]:
 async def run(
     args: argparse.Namespace, stub: StubProcess, gateway: GatewayServer
 ) -> dict[str, Any]:
-    pids = {"stub": stub.pid, "gateway": gateway.pid}
+    def pids() -> dict[str, list[int]]:
+        return {"stub": harness.process_tree(stub.pid), **harness.cpu_groups(gateway)}
+
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=60)
     cases: list[Case] = []
@@ -543,7 +543,7 @@ async def run(
         pair = endpoints(stub, gateway, credential, budgeted)
         direct, through, _, _ = pair
         await configure_stub(session, stub, latency=0, token_delay=0)
-        rss["idle"] = memory_mb(gateway.pid)
+        rss["idle"] = harness.memory_mb(harness.process_tree(gateway.pid))
 
         def progress(text: str) -> None:
             print(f"# {text}", file=sys.stderr, flush=True)
@@ -567,7 +567,7 @@ async def run(
                     name=f"chat c={args.concurrency}",
                 )
             )  # fmt: skip
-        rss["after throughput"] = memory_mb(gateway.pid)
+        rss["after throughput"] = harness.memory_mb(harness.process_tree(gateway.pid))
 
         for count, seconds in parse_capacity(args.capacity):
             await configure_stub(session, stub, latency=seconds)
@@ -581,8 +581,8 @@ async def run(
                 )  # fmt: skip
                 await asyncio.sleep(1)  # let closed connections settle between bursts
             await configure_stub(session, stub, latency=0)
-        rss["peak (VmHWM)"] = memory_mb(gateway.pid, "VmHWM")
-        rss["end"] = memory_mb(gateway.pid)
+        rss["peak (VmHWM)"] = harness.memory_mb(harness.process_tree(gateway.pid), "VmHWM")
+        rss["end"] = harness.memory_mb(harness.process_tree(gateway.pid))
     return {"cases": cases, "rss": rss}
 
 
@@ -596,9 +596,10 @@ def fmt_ms(value: float) -> str:
 def table(cases: list[Case]) -> str:
     header = (
         "| case | via | conc | ok | req/s | p50 ms | p99 ms | errors "
-        "| CPU s bench / stub / gateway | gateway CPU ms/req | gateway RSS MB |"
+        "| CPU s bench / stub / gateway / PostgreSQL / Redis | gateway CPU ms/req "
+        "| busiest gateway process | gateway RSS MB |"
     )
-    lines = [header, "|" + "---|" * 11]
+    lines = [header, "|" + "---|" * 12]
     for c in cases:
         errors = c.tally.error_count
         detail = f" ({', '.join(f'{k}: {v}' for k, v in c.tally.errors.most_common(3))})"
@@ -609,7 +610,9 @@ def table(cases: list[Case]) -> str:
             f" | {fmt_ms(c.tally.percentile_ms(0.5))} | {fmt_ms(c.tally.percentile_ms(0.99))}"
             f" | {errors}{detail if errors else ''}"
             f" | {c.cpu['bench']:.1f} / {c.cpu['stub']:.1f} / {c.cpu['gateway']:.1f}"
+            f" / {c.cpu.get('postgres', 0):.1f} / {c.cpu.get('redis', 0):.1f}"
             f" | {per_request if c.via != 'direct' else ''}"
+            f" | {f'{c.busiest:.0%}' if c.via != 'direct' else ''}"
             f" | {'' if c.rss_mb is None else f'{c.rss_mb:.0f}'} |"
         )
     return "\n".join(lines)
@@ -693,16 +696,23 @@ def verdicts(args: argparse.Namespace, cases: list[Case]) -> list[Verdict]:
     return out
 
 
-def report(args: argparse.Namespace, outcome: dict[str, Any], limits: tuple[int, int]) -> str:
+def report(
+    args: argparse.Namespace,
+    backend: harness.Backend,
+    outcome: dict[str, Any],
+    limits: tuple[int, int],
+) -> str:
     cases: list[Case] = outcome["cases"]
-    loop = "uvloop" if _uvloop() is not None else "asyncio"
     lines = [
+        f"## {backend.label}",
+        "",
         f"# {os.cpu_count()} CPUs shared by load generator, stand-in and gateway; Python "
-        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on {loop}; "
+        f"{platform.python_version()}; client aiohttp {aiohttp.__version__} on "
+        f"{harness.loop_name()}; "
         f"RLIMIT_NOFILE {limits[0]}; gateway auth: {args.auth}; gateway log level "
         f"{args.log_level}; load average before the run {outcome['load_before']:.2f}",
         "# c=1 cases alternate direct and gateway requests in one window: their CPU column is "
-        "for both together",
+        "for both together; the gateway's CPU and RSS are its whole process tree",
         "",
         table(cases),
         "",
@@ -712,36 +722,117 @@ def report(args: argparse.Namespace, outcome: dict[str, Any], limits: tuple[int,
         "| target | measured | met |",
         "|---|---|---|",
     ]
-    for verdict in outcome["verdicts"]:
-        lines.append(
-            f"| {verdict.target} | {verdict.measured} | {'met' if verdict.met else 'NOT MET'} |"
-        )
+    for target in outcome["verdicts"]:
+        lines.append(f"| {target.target} | {target.measured} | {harness.verdict(target.met)} |")
     return "\n".join(lines)
 
 
-def _uvloop() -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop
+def gateway_cpu_ms(case: Case) -> float:
+    handled = case.requests + case.tally.error_count
+    return 1000 * case.cpu["gateway"] / handled if handled else float("nan")
 
 
-def database_url(args: argparse.Namespace) -> str:
-    """A fresh schema in TEST_DATABASE_URL's PostgreSQL (or a throwaway one), or "" (DuckDB)."""
-    if args.database != "postgresql":
-        return ""
-    from tests.services import new_postgres_schema
+def services_cpu_ms(case: Case) -> float:
+    """PostgreSQL's and Redis's CPU per request (0 on DuckDB, which runs in the gateway)."""
+    handled = case.requests + case.tally.error_count
+    used = case.cpu.get("postgres", 0.0) + case.cpu.get("redis", 0.0)
+    return 1000 * used / handled if handled else float("nan")
 
-    return new_postgres_schema()
+
+def comparison(
+    args: argparse.Namespace, runs: list[tuple[harness.Backend, dict[str, Any]]]
+) -> tuple[str, list[Verdict]]:
+    """Issue 11's figures for each backend side by side, and its targets for the last one."""
+    labels = [backend.label for backend, _ in runs]
+    rows: list[tuple[str, list[str], str]] = []
+
+    def cases_of(prefix: str, via: str) -> list[Case] | None:
+        found = [
+            case for _, outcome in runs if (case := find(outcome["cases"], prefix, via)) is not None
+        ]
+        return found if len(found) == len(runs) else None
+
+    throughput = f"chat c={args.concurrency}"
+    for via, label in (("gateway", "/api/ai/chat"), ("v1", "/v1/chat/completions")):
+        cases = cases_of(throughput, via)
+        if cases is None:
+            continue
+        rows.append(
+            harness.figure(f"{label} req/s at c={args.concurrency}", [c.rps for c in cases])
+        )
+        rows.append(
+            harness.figure(
+                f"{label} gateway CPU ms/req at c={args.concurrency}",
+                [gateway_cpu_ms(c) for c in cases],
+                ".2f",
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{label} busiest gateway process's share of its CPU at c={args.concurrency}",
+                [c.busiest for c in cases],
+                ".0%",
+            )
+        )
+        rows.append(
+            harness.figure(
+                f"{label} PostgreSQL + Redis CPU ms/req at c={args.concurrency}",
+                [services_cpu_ms(c) for c in cases],
+                ".2f",
+            )
+        )
+    for count, seconds in parse_capacity(args.capacity):
+        cases = cases_of(f"{count} in flight @{seconds:g}s", "gateway")
+        if cases is None:
+            continue
+        rows.append(
+            (
+                f"{count} in flight @ {seconds:g} s: ok / errors, p50 / p99 s, RSS MB",
+                [
+                    f"{c.requests} / {c.tally.error_count}, "
+                    f"{c.tally.percentile_ms(0.5) / 1000:.2f} / "
+                    f"{c.tally.percentile_ms(0.99) / 1000:.2f}, {c.rss_mb or 0:.0f}"
+                    for c in cases
+                ],
+                harness.ratio(
+                    cases[-1].tally.percentile_ms(0.99), cases[0].tally.percentile_ms(0.99)
+                ),
+            )
+        )
+    targets: list[Verdict] = []
+    chats = cases_of(throughput, "gateway")
+    if chats is not None:
+        base, scaled = chats[0], chats[-1]
+        targets.append(
+            Verdict(
+                f"{labels[-1]}: /api/ai/chat at c={args.concurrency} >= "
+                f"{SCALED_THROUGHPUT_RATIO:g}x {labels[0]}",
+                f"{scaled.rps:,.0f} vs {base.rps:,.0f} req/s = "
+                f"{harness.ratio(scaled.rps, base.rps)}, "
+                f"{scaled.tally.error_count} errors",
+                scaled.rps >= SCALED_THROUGHPUT_RATIO * base.rps and scaled.tally.error_count == 0,
+            )
+        )
+    burst_500 = cases_of("500 in flight @2s", "gateway")
+    if burst_500 is not None:
+        scaled = burst_500[-1]
+        p99 = scaled.tally.percentile_ms(0.99)
+        targets.append(
+            Verdict(
+                f"{labels[-1]}: 500 in flight @ 2 s, 0 errors, p99 <= 2.5 s",
+                f"{scaled.tally.error_count} errors, p99 {p99 / 1000:.2f} s",
+                scaled.tally.error_count == 0 and p99 <= 2500,
+            )
+        )
+    lines = ["## Side by side", "", harness.side_by_side(labels, rows), ""]
+    lines += ["| target (issue 11) | measured | met |", "|---|---|---|"]
+    lines += [f"| {t.target} | {t.measured} | {harness.verdict(t.met)} |" for t in targets]
+    return "\n".join(lines), targets
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument(
-        "--database", choices=("duckdb", "postgresql"), default="duckdb",
-        help="the gateway's backend: a fresh DuckDB file or a fresh PostgreSQL schema",
-    )  # fmt: skip
+    harness.add_backend_arguments(parser)
     parser.add_argument(
         "--duration", type=float, default=10.0, help="seconds for each c=1 case (both paths)"
     )
@@ -765,58 +856,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def make_admin(server: GatewayServer) -> None:
+    """The admin who gives the budget case its budget (through the limits API)."""
+    made = server.manage("createadmin", "--email", ADMIN_EMAIL)
+    if made.returncode != 0:
+        raise SystemExit(f"bench: createadmin failed: {made.stderr.strip()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = raise_open_files_limit()
-    python = Path(sys.executable)
-    shown = python.relative_to(REPO_ROOT) if python.is_relative_to(REPO_ROOT) else python
     command = (
-        f"{shown} bench/gateway_bench.py --duration {args.duration:g}"
+        f"{harness.shown_python()} bench/gateway_bench.py --duration {args.duration:g}"
         f" --throughput-duration {args.throughput_duration:g} --warmup {args.warmup:g}"
         f" --concurrency {args.concurrency} --capacity '{args.capacity}' --auth {args.auth}"
-        f" --database {args.database}"
+        f" {harness.backend_flags(args)}"
     )
     print(f"# reproduce: {command}", flush=True)
-    uvloop = _uvloop()
-    runner = uvloop.run if uvloop is not None else asyncio.run
+    print(f"# {harness.load_line()} at the start", flush=True)
+    env = {
+        "RATE_LIMIT_USER": "off",
+        "RATE_LIMIT_ANON": "off",
+        "RATE_LIMIT_AUTH": "off",
+        "ACCESS_TOKEN_TTL_SECONDS": "7200",
+        "LOG_LEVEL": args.log_level,
+        # The in-flight cases measure capacity, not the cap on open connections (decision
+        # 25: 1,000 per process by default, past which new connections get a 503).
+        "SERVER_LIMIT_CONCURRENCY": str(UVICORN_BACKLOG),
+    }
+    runs: list[tuple[harness.Backend, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         with StubProcess(folder / "stub.log") as stub:
-            env = {
+            env |= {
                 "OPENROUTER_BASE_URL": stub.base_url,
                 "OPENROUTER_API_KEY": API_KEY,
-                "RATE_LIMIT_USER": "off",
-                "RATE_LIMIT_ANON": "off",
-                "RATE_LIMIT_AUTH": "off",
-                "ACCESS_TOKEN_TTL_SECONDS": "7200",
-                "LOG_LEVEL": args.log_level,
+                "ADMIN_PASSWORD": PASSWORD,
             }
-            server = GatewayServer(
-                folder / "gateway",
-                env={**env, "ADMIN_PASSWORD": PASSWORD},
-                uvicorn_args=["--backlog", str(UVICORN_BACKLOG)],
-                database_url=database_url(args),
-            )
-            made = server.manage("createadmin", "--email", ADMIN_EMAIL)  # sets the budget
-            if made.returncode != 0:
-                raise SystemExit(f"bench: createadmin failed: {made.stderr.strip()}")
-            with server as gateway:
-                load_before = os.getloadavg()[0]
-                outcome = runner(run(args, stub, gateway))
-                outcome["load_before"] = load_before
-                outcome["verdicts"] = verdicts(args, outcome["cases"])
-                if API_KEY in gateway.log_text():
-                    print("# WARNING: the API key appears in the gateway log", flush=True)
-    print(report(args, outcome, limits), flush=True)
-    met = all(v.met for v in outcome["verdicts"])
+            for backend in harness.backends(args):
+                print(f"# {backend.label}", file=sys.stderr, flush=True)
+                with harness.serve(
+                    backend, folder / f"gateway-{backend.key}", env=env,
+                    uvicorn_args=["--backlog", str(UVICORN_BACKLOG)], prepare=make_admin,
+                ) as gateway:  # fmt: skip
+                    load_before = os.getloadavg()[0]
+                    outcome = harness.run_async(run(args, stub, gateway))
+                    outcome["load_before"] = load_before
+                    outcome["verdicts"] = verdicts(args, outcome["cases"])
+                    if API_KEY in gateway.log_text():
+                        print("# WARNING: the API key appears in the gateway log", flush=True)
+                runs.append((backend, outcome))
+                print(report(args, backend, outcome, limits) + "\n", flush=True)
+    scaled_targets: list[Verdict] = []
+    if len(runs) > 1:
+        text, scaled_targets = comparison(args, runs)
+        print(text, flush=True)
+    print(f"# {harness.load_line()} at the end", flush=True)
+    met = all(v.met for _, outcome in runs for v in outcome["verdicts"]) and all(
+        v.met for v in scaled_targets
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "command": command,
-            "cases": [c.as_dict() for c in outcome["cases"]],
-            "rss_mb": outcome["rss"],
-            "targets": [vars(v) for v in outcome["verdicts"]],
+            "runs": {
+                backend.key: {
+                    "cases": [c.as_dict() for c in outcome["cases"]],
+                    "rss_mb": outcome["rss"],
+                    "targets": [vars(v) for v in outcome["verdicts"]],
+                }
+                for backend, outcome in runs
+            },
+            "scaled_targets": [vars(v) for v in scaled_targets],
             "targets_met": met,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")

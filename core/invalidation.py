@@ -137,6 +137,8 @@ class Stream:
         self._owe_reset = False  # a publication failed: everyone must reload
         self._applying: asyncio.Lock | None = None
         self._lock = threading.Lock()
+        self._next_read: asyncio.Future[None] | None = None  # what arriving requests await
+        self._reader: asyncio.Task[None] | None = None
 
     # -- publishing (any thread; after-commit callbacks) --------------------------------
 
@@ -181,6 +183,35 @@ class Stream:
                 self._last_id, self._seq = "0-0", int(counter or 0)
 
     async def follow(self) -> None:
+        """Concurrent requests share one read: the next one sent after each of them began
+        (a read already in flight may predate a publication the newcomer must see). So a
+        process has at most one read in flight, on one Redis connection, however many
+        requests it serves at once; redis-py refuses a 101st connection, which made a burst
+        of requests answer 503, and a read per request cost ~0.2 ms of CPU each."""
+        loop = asyncio.get_running_loop()
+        if self._reader is not None and self._reader.get_loop() is not loop:
+            self._next_read, self._reader = None, None  # a new event loop (tests)
+        if self._next_read is None:
+            self._next_read = loop.create_future()
+            if self._reader is None or self._reader.done():
+                self._reader = loop.create_task(self._read_for_waiters())
+        await asyncio.shield(self._next_read)
+
+    async def _read_for_waiters(self) -> None:
+        while (waiting := self._next_read) is not None:
+            self._next_read = None  # who arrives from now on waits for the read after this
+            try:
+                await self._read()
+            except asyncio.CancelledError:
+                waiting.cancel()
+                raise
+            except Exception as exc:
+                waiting.set_exception(exc)
+                waiting.exception()  # retrieved: its waiters may all have gone
+            else:
+                waiting.set_result(None)
+
+    async def _read(self) -> None:
         import redis
 
         client = self._aclient()

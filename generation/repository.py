@@ -169,23 +169,38 @@ def _unnest_select(types: Sequence[str]) -> str:
     return "SELECT " + ", ".join(f"unnest(?::{sql_type}[])" for sql_type in types)
 
 
-_INSERT_GENERATIONS = (
-    f"INSERT INTO generations ({GENERATION_COLUMNS}) {_unnest_select(_GENERATION_TYPES)}"
-)
-_INSERT_USAGE = f"INSERT INTO usage_records ({_USAGE_COLUMNS}) {_unnest_select(_USAGE_TYPES)}"
+class _RowsInsert:
+    """INSERT of a batch of rows: set-based (unnest) for several, plain VALUES for one.
+
+    A lone row is the common case of the call ledger's settle at low concurrency, and
+    DuckDB spends about 2 ms less CPU on VALUES than on the unnest form (decision 48)."""
+
+    def __init__(self, table: str, columns: str, types: Sequence[str]) -> None:
+        self.width = len(types)
+        marks = ", ".join("?" * self.width)
+        self.one = f"INSERT INTO {table} ({columns}) VALUES ({marks})"  # noqa: S608 - constants
+        self.many = f"INSERT INTO {table} ({columns}) {_unnest_select(types)}"
+
+    def __call__(self, tx: Tx, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) == 1:
+            tx.execute(self.one, list(rows[0]))
+        elif rows:
+            tx.execute(self.many, _columns(rows, self.width))
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[row[index] for row in rows] for index in range(width)]
 
 
+_insert_generation_rows = _RowsInsert("generations", GENERATION_COLUMNS, _GENERATION_TYPES)
+_insert_usage_rows = _RowsInsert("usage_records", _USAGE_COLUMNS, _USAGE_TYPES)
+
+
 # -- generations --------------------------------------------------------------------------
 
 
 def insert_generations(tx: Tx, generations: Sequence[Generation]) -> None:
-    if generations:
-        rows = [g.as_insert_row() for g in generations]
-        tx.execute(_INSERT_GENERATIONS, _columns(rows, len(_GENERATION_TYPES)))
+    _insert_generation_rows(tx, [g.as_insert_row() for g in generations])
 
 
 # The call ledger (decision 20): a pending row while the upstream call runs, settled in one
@@ -434,13 +449,12 @@ def update_video_job(tx: Tx, job_id: UUID, **changes: Any) -> VideoJob | None:
 
 
 def insert_usage(tx: Tx, records: Sequence[UsageRecord]) -> None:
-    if records:
-        rows = [
-            (r.occurred_at, r.user_id, r.kind, r.model, r.tokens_in, r.tokens_out, r.cost,
-             r.latency_ms, r.status, r.error_code, r.generation_id)
-            for r in records
-        ]  # fmt: skip
-        tx.execute(_INSERT_USAGE, _columns(rows, len(_USAGE_TYPES)))
+    rows = [
+        (r.occurred_at, r.user_id, r.kind, r.model, r.tokens_in, r.tokens_out, r.cost,
+         r.latency_ms, r.status, r.error_code, r.generation_id)
+        for r in records
+    ]  # fmt: skip
+    _insert_usage_rows(tx, rows)
 
 
 # -- user deletion ------------------------------------------------------------------------

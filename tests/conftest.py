@@ -136,17 +136,9 @@ def redis_url() -> str:
 def redis_key_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix no other test uses; its keys are deleted afterwards (never FLUSHDB: the
     Redis may be shared)."""
-    import redis
-
     prefix = f"aigateway-test-{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    services.delete_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture(autouse=True)

@@ -202,6 +202,19 @@ def start_redis() -> Throwaway:
     return throwaway
 
 
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Delete the keys under prefix (never FLUSHDB: the Redis may be shared)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 # -- what the suite asks for ----------------------------------------------------------
 
 _resolved: dict[str, tuple[str | None, str]] = {}

@@ -29,6 +29,7 @@ import pytest
 from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, unique_email
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
+from tests.services import delete_redis_keys
 
 pytestmark = pytest.mark.postgresql_only
 
@@ -44,17 +45,9 @@ _SERVED = re.compile(r"\[(\d+)\] INFO aigateway\.request request id=(\S+) ")
 
 @pytest.fixture(scope="module")
 def redis_prefix(redis_url: str) -> Iterator[str]:
-    import redis
-
     prefix = f"aigateway-e2e-{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_redis_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")
