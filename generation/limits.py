@@ -22,7 +22,7 @@ from accounts.repository import User
 from core import invalidation
 from core.audit import Actor, record_audit
 from core.clock import utcnow
-from core.db import DatabaseError, Tx, get_database
+from core.db import Database, DatabaseError, Tx, get_database
 from core.errors import ApiError, NotFound
 from generation import repository as repo
 from generation.repository import LimitsRow
@@ -151,6 +151,9 @@ class LimitRules:
 class _Cache:
     rules: LimitRules | None = None
 
+    def forget(self) -> None:
+        self.rules = None
+
 
 TOPIC = "generation.limits"  # what other processes are told; the key is the role or user
 
@@ -159,7 +162,7 @@ def _cache() -> _Cache:
     return get_database().extension("generation.limits", _subscribed_cache)
 
 
-def _subscribed_cache(db: Any) -> _Cache:
+def _subscribed_cache(db: Database) -> _Cache:
     cache = _Cache()
 
     def forget(key: str = "") -> None:
@@ -167,7 +170,7 @@ def _subscribed_cache(db: Any) -> _Cache:
         # before the other process's commit installs them before this drops them.
         def drop(tx: Tx) -> None:
             tx.serialize_publication()
-            tx.on_commit(invalidate_limits)
+            tx.on_commit(cache.forget)
 
         db.write(drop)
 
@@ -177,7 +180,7 @@ def _subscribed_cache(db: Any) -> _Cache:
 
 def invalidate_limits() -> None:
     """Forget the cached rules; the next call reads them again."""
-    _cache().rules = None
+    _cache().forget()
 
 
 def limits_changed(key: str) -> None:
