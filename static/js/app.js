@@ -75,9 +75,11 @@ function insertSanitisedHtml(element, html) {
   enhance(element);
 }
 
+// Out of view: its top is above the window or its end is cut off below it (a result that
+// starts on screen but ends below the fold, e.g. after the page scrolled to the button).
 function isOutOfView(element) {
   const box = element.getBoundingClientRect();
-  return box.top < 0 || box.top > window.innerHeight - 80;
+  return box.top < 0 || box.bottom > window.innerHeight;
 }
 
 document.addEventListener("htmx:load", (event) => enhance(event.detail.elt));
