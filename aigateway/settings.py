@@ -401,6 +401,9 @@ OPENROUTER_MAX_RETRIES = envint("OPENROUTER_MAX_RETRIES", 2)
 # Completion tokens a call under a budget is reserved for, and capped at upstream, when the
 # client sets no max_tokens (decision 41).
 BUDGET_DEFAULT_MAX_TOKENS = envint("BUDGET_DEFAULT_MAX_TOKENS", 4096, minimum=1)
+# On PostgreSQL, how long a call's budget reservation outlives a worker that died with it
+# (decision 49): longer than any call runs, stream and late costing included.
+BUDGET_RESERVATION_SECONDS = envint("BUDGET_RESERVATION_SECONDS", 3600, minimum=60)
 # Keys the per-user pseudonym sent upstream as `user` (decision 33); empty: derived from
 # SECRET_KEY. Changing it gives every user a new pseudonym at OpenRouter.
 UPSTREAM_USER_KEY = envsecret("UPSTREAM_USER_KEY")

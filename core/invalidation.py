@@ -17,8 +17,8 @@ and publishing only tells this process's own subscriber.
 
 A cache hooks in with one line on each side:
 
-    invalidation.subscribe("generation.limits", on_change=limits.pop_key, on_reset=limits.clear)
-    tx.on_commit(lambda: invalidation.publish("generation.limits", str(role)))
+    invalidation.subscribe("generation.limits", on_change=forget, on_reset=forget)
+    tx.on_commit(lambda: invalidation.publish("generation.limits", role, here=False))
 
 `on_change(key)` and `on_reset()` run on a worker thread (they may read the database)
 while requests keep reading the cache: replace entries, never mutate them in place.

@@ -16,11 +16,11 @@ class GenerationConfig(AppConfig):
 
 
 def _delete_user_content(sender: Any, *, tx: Any, user_id: UUID, **kwargs: Any) -> None:
-    from generation.limits import invalidate_limits
+    from generation.limits import limits_changed
     from generation.repository import delete_user_content
 
     delete_user_content(tx, user_id)
-    tx.on_commit(invalidate_limits)
+    tx.on_commit(lambda: limits_changed(str(user_id)))
 
 
 def _remove_user_media(sender: Any, *, user_id: UUID, **kwargs: Any) -> None:

@@ -75,6 +75,7 @@ class Admission:
     reserved_cost: float | None = None  # the upper bound of the cost (None: no fixed price)
     held: float = 0.0  # what the budget holds for it (0 without a budget)
     completion_cap: int | None = None  # max_tokens to send when the client set none
+    call_id: UUID = field(default_factory=uuid4)  # the history row's id; names the hold
 
     def cap(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The upstream payload with the completion cap the reservation assumed."""
@@ -121,8 +122,9 @@ async def admit(
     if limits.budget_usd is not None and model_kind == "text" and demand.max_tokens is None:
         cap = settings.BUDGET_DEFAULT_MAX_TOKENS
     bound = _bound(candidates, demand, limits)
-    held = await spend.reserve(user.id, limits, bound or 0.0)
-    return Admission(user, kind, model, bound, held, cap)
+    call_id = uuid4()
+    held = await spend.reserve(user.id, limits, bound or 0.0, call_id)
+    return Admission(user, kind, model, bound, held, cap, call_id)
 
 
 def _bound(models: Sequence[ModelInfo], demand: Demand, limits: Limits) -> float | None:
@@ -142,7 +144,7 @@ def _bound(models: Sequence[ModelInfo], demand: Demand, limits: Limits) -> float
 def release(admission: Admission) -> None:
     """Give back the reservation of an admission that will never run (e.g. what had to
     happen between admitting and calling failed)."""
-    spend.release(admission.user.id, admission.held)
+    spend.release(admission.user.id, admission.held, admission.call_id)
 
 
 def _models_of(model_kind: str) -> str:
@@ -161,6 +163,7 @@ class Call:
     upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
     held: float = 0.0  # the budget reservation, released when the call settles
     holds_reservation: bool = False  # a video job keeps it until the job ends
+    costed_later: bool = False  # an abandoned stream: its late cost booking ends the hold
     _also: list[Callable[[Tx], None]] = field(default_factory=list)
     _answered: bool = False
 
@@ -235,7 +238,7 @@ async def run(
     now = utcnow()
     user, kind = admission.user, admission.kind
     row = Generation(
-        id=uuid4(), user_id=user.id, kind=kind, model=admission.model.id, prompt=prompt,
+        id=admission.call_id, user_id=user.id, kind=kind, model=admission.model.id, prompt=prompt,
         params=dict(params), status="pending", output_text=None, media=(), error_code=None,
         error_message=None, tokens_in=None, tokens_out=None, cost=None, created_at=now,
         finished_at=None, reserved_cost=admission.reserved_cost, conversation_id=conversation_id,
@@ -248,7 +251,7 @@ async def run(
     except BaseException as exc:
         outcome.note_failure(exc)
         abandoned = isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id
-        call.holds_reservation = bool(abandoned)  # until the late cost is known
+        call.holds_reservation = call.costed_later = bool(abandoned)  # until the late cost
         await _settle(call, _ended(call, exc))
         if abandoned and call.upstream_id:
             _cost_later(call, outcome.kind, call.upstream_id)
@@ -286,39 +289,47 @@ async def _settle(call: Call, final: Generation) -> None:
     its cost (a video job or an abandoned stream keeps the reservation for later)."""
     usage = call.outcome.record()
     released = 0.0 if call.holds_reservation else call.held
+    # The hold's row in the database ends here unless a late cost booking ends it; a video
+    # job's row, committed with this settle, holds its amount until the job ends.
+    ends = call.id if call.held and not call.costed_later else None
     try:
-        await asyncio.shield(_commit(call, final, usage, released))
+        await asyncio.shield(_commit(call, final, (usage, released, ends)))
     except BaseException:
-        spend.release(call.row.user_id, released)
+        spend.release(call.row.user_id, released, ends)
         raise
 
 
-Settled = Sequence[tuple[Generation, UsageRecord, float]]  # final row, usage, reservation
+# Final row, usage, the reservation released, and the id of the hold that ends.
+Settled = Sequence[tuple[Generation, UsageRecord, float, UUID | None]]
 
 
 def _settle_calls(tx: Tx, settled: Settled) -> list[None]:
     """Batched write: settle calls whose pending row exists and, after the commit, their
     budgets."""
-    done = repo.settle_generations(tx, [(final, usage) for final, usage, _ in settled])
+    done = repo.settle_generations(tx, [(final, usage) for final, usage, _, _ in settled])
     _book_settled(tx, settled)
     return done
 
 
 def _insert_settled_calls(tx: Tx, settled: Settled) -> list[None]:
     """Batched write: calls that settled before their pending row was written."""
-    done = repo.insert_settled_generations(tx, [(final, usage) for final, usage, _ in settled])
+    done = repo.insert_settled_generations(tx, [(final, usage) for final, usage, _, _ in settled])
     _book_settled(tx, settled)
     return done
 
 
 def _book_settled(tx: Tx, settled: Settled) -> None:
-    for final, usage, released in settled:
+    for final, usage, released, ends in settled:
         spend.note_booked(
-            tx, final.user_id, released=released, cost=usage.cost, at=usage.occurred_at
-        )
+            tx, final.user_id, released=released, cost=usage.cost, at=usage.occurred_at,
+            reservation=ends,
+        )  # fmt: skip
 
 
-async def _commit(call: Call, final: Generation, usage: UsageRecord, released: float) -> None:
+async def _commit(
+    call: Call, final: Generation, booking: tuple[UsageRecord, float, UUID | None]
+) -> None:
+    usage, released, ends = booking
     db = get_database()
     if call._timer is not None:  # settled before its pending row was due: never write it
         call._timer.cancel()
@@ -332,14 +343,14 @@ async def _commit(call: Call, final: Generation, usage: UsageRecord, released: f
             log.warning("the pending row of call %s was not written; writing it settled", call.id)
     if not call._also:
         settle = _settle_calls if inserted else _insert_settled_calls
-        await db.awrite_batched(settle, (final, usage, released))
+        await db.awrite_batched(settle, (final, usage, released, ends))
         return
 
     def settle_all(tx: Tx) -> None:
         if inserted:
-            _settle_calls(tx, [(final, usage, released)])
+            _settle_calls(tx, [(final, usage, released, ends)])
         else:
-            _insert_settled_calls(tx, [(final, usage, released)])
+            _insert_settled_calls(tx, [(final, usage, released, ends)])
         for write in call._also:
             write(tx)
 
@@ -392,7 +403,10 @@ def _book_late(
     tokens_out: int | None, cost: float, held: float,
 ) -> None:  # fmt: skip
     booked = repo.book_late_cost(tx, generation_id, usage_kind, tokens_in, tokens_out, cost)
-    spend.note_booked(tx, user_id, released=held, cost=cost if booked else None)
+    spend.note_booked(
+        tx, user_id, released=held, cost=cost if booked else None,
+        reservation=generation_id if held else None,
+    )  # fmt: skip
 
 
 async def wait_for_late_costs() -> None:

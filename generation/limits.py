@@ -2,8 +2,9 @@
 
 Each role has defaults (`role_limits`); a user may override them field by field
 (`user_limits`, where None inherits the role's value). Both tables are small and cached
-whole in the process; every change drops the cache after its commit, through
-`invalidate_limits()` — the one function a cross-process cache hooks into.
+whole in the process; every change drops the cache after its commit and tells the other
+worker processes (`limits_changed()`, core/invalidation.py, decision 45), which drop
+theirs before their next request.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Any
 from uuid import UUID
 
 from accounts.repository import User
+from core import invalidation
 from core.audit import Actor, record_audit
 from core.clock import utcnow
-from core.db import DatabaseError, Tx, get_database
+from core.db import Database, DatabaseError, Tx, get_database
 from core.errors import ApiError, NotFound
 from generation import repository as repo
 from generation.repository import LimitsRow
@@ -149,15 +151,43 @@ class LimitRules:
 class _Cache:
     rules: LimitRules | None = None
 
+    def forget(self) -> None:
+        self.rules = None
+
+
+TOPIC = "generation.limits"  # what other processes are told; the key is the role or user
+
 
 def _cache() -> _Cache:
-    return get_database().extension("generation.limits", lambda db: _Cache())
+    return get_database().extension("generation.limits", _subscribed_cache)
+
+
+def _subscribed_cache(db: Database) -> _Cache:
+    cache = _Cache()
+
+    def forget(key: str = "") -> None:
+        # As a write holding the publication lock, so that a load that read the rules
+        # before the other process's commit installs them before this drops them.
+        def drop(tx: Tx) -> None:
+            tx.serialize_publication()
+            tx.on_commit(cache.forget)
+
+        db.write(drop)
+
+    invalidation.subscribe(TOPIC, on_change=forget, on_reset=forget)
+    return cache
 
 
 def invalidate_limits() -> None:
-    """Forget the cached rules; the next call reads them again. Every change calls this
-    after its commit (and a cross-process notification may call it too)."""
-    _cache().rules = None
+    """Forget the cached rules; the next call reads them again."""
+    _cache().forget()
+
+
+def limits_changed(key: str) -> None:
+    """After the commit of any change to the limits: forget them here and in every other
+    worker process (before this change is reported)."""
+    invalidate_limits()
+    invalidation.publish(TOPIC, key, here=False)
 
 
 async def limit_rules() -> LimitRules:
@@ -248,7 +278,7 @@ async def set_role_limits(
             tx, action="limits.role_changed", actor=actor, target_type="role", target_id=role,
             target_label=role, detail={"old": _limits_json(old), "new": _limits_json(new)}, ip=ip,
         )  # fmt: skip
-        tx.on_commit(invalidate_limits)
+        tx.on_commit(lambda: limits_changed(role))
         return new
 
     row = await _write(write)
@@ -270,7 +300,7 @@ async def set_user_limits(
             target_id=str(user.id), target_label=user.email,
             detail={"old": _limits_json(old), "new": _limits_json(new)}, ip=ip,
         )  # fmt: skip
-        tx.on_commit(invalidate_limits)
+        tx.on_commit(lambda: limits_changed(str(user.id)))
 
     await _write(write)
 

@@ -305,6 +305,10 @@ def book_interrupted_calls(tx: Tx, now: datetime) -> int:
         for generation_id, user_id, kind, model, reserved in orphans
     ]
     insert_usage(tx, booked)
+    # Only a process serving alone runs this: every reservation left is a dead process's,
+    # booked above with its call (a call that died before its pending row was written is
+    # the loss decision 48 accepts).
+    tx.execute("DELETE FROM budget_reservations")
     return len(orphans)
 
 
@@ -467,6 +471,7 @@ def delete_user_content(tx: Tx, user_id: UUID) -> None:
     tx.execute("DELETE FROM video_jobs WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM generations WHERE user_id = ?", [user_id])
     tx.execute("DELETE FROM user_limits WHERE user_id = ?", [user_id])
+    tx.execute("DELETE FROM budget_reservations WHERE user_id = ?", [user_id])
 
 
 # -- conversations ------------------------------------------------------------------------
@@ -645,6 +650,51 @@ def held_video_reservations(con: Connection | Tx, user_id: UUID) -> float:
         [user_id],
     ).fetchone()
     return float(row[0]) if row else 0.0
+
+
+# -- budget reservations in the database (PostgreSQL, several workers; decision 49) ------
+
+BUDGET_LOCK = 490049  # the first key of the per-user budget advisory lock (PostgreSQL)
+
+
+def lock_budget(tx: Tx, user_id: UUID) -> None:
+    """Until this transaction ends, no other reservation for this user is being decided."""
+    tx.execute("SELECT pg_advisory_xact_lock(?::INTEGER, hashtext(?::VARCHAR))",
+               [BUDGET_LOCK, str(user_id)])  # fmt: skip
+
+
+def budget_in_use(
+    con: Connection | Tx, user_id: UUID, start: datetime, end: datetime, now: datetime
+) -> tuple[float, float]:
+    """(spent in [start, end), held by live reservations and unfinished video jobs), read
+    by ONE statement so that both come from one snapshot: a commit that books a cost and
+    ends its reservation is seen whole or not at all."""
+    row = con.execute(
+        "SELECT (SELECT coalesce(sum(cost), 0) FROM usage_records"
+        "        WHERE user_id = ? AND occurred_at >= ? AND occurred_at < ?),"
+        "       (SELECT coalesce(sum(amount), 0) FROM budget_reservations"
+        "        WHERE user_id = ? AND expires_at > ?)"
+        "     + (SELECT coalesce(sum(reserved_cost), 0) FROM video_jobs"
+        "        WHERE user_id = ?"
+        "        AND status NOT IN ('completed', 'failed', 'cancelled', 'expired'))",
+        [user_id, start, end, user_id, now, user_id],
+    ).fetchone()
+    return (float(row[0]), float(row[1])) if row else (0.0, 0.0)
+
+
+def insert_budget_reservation(
+    tx: Tx, reservation_id: UUID, user_id: UUID, amount: float, expires_at: datetime
+) -> None:
+    tx.execute(
+        "INSERT INTO budget_reservations (id, user_id, amount, expires_at) VALUES (?, ?, ?, ?)",
+        [reservation_id, user_id, amount, expires_at],
+    )
+
+
+def delete_budget_reservations(tx: Tx, reservation_ids: Sequence[UUID]) -> None:
+    """End reservations: in the transaction that books their calls' costs, or given back."""
+    for reservation_id in reservation_ids:
+        tx.execute("DELETE FROM budget_reservations WHERE id = ?", [reservation_id])
 
 
 def spent_by_user(con: Connection, since: datetime, until: datetime) -> dict[UUID, float]:

@@ -1,17 +1,23 @@
-"""Budgets that hold under concurrency: reserve before the call, settle after (decision 41).
+"""Budgets that hold under concurrency: reserve before the call, settle after (decisions 41, 49).
 
-Per user with a budget, the process keeps what was spent in the current period and what
-calls in flight have reserved. Reserving checks `spent + reserved + bound <= budget` and
-adds the bound in one step under a lock, with no await in between, so any number of
-concurrent calls admit at most what the budget affords. `spent` is read from the usage
-records once per user and period; after that every commit that books a cost or releases
-a reservation updates it through an after-commit callback (`note_booked`). The load runs
-as a write under the publication lock, so each commit is counted exactly once: either its
-row is in the sum or its callback runs after the install.
+Everything goes through `reserve()`, `note_booked()`, `release()` and `status()`, which keep
+the books one of two ways:
 
-This is exact while one process serves (DuckDB always; PostgreSQL until several workers
-share it). Everything goes through `reserve()`, `note_booked()` and `status()`, which a
-shared counter (a conditional UPDATE, or a Redis script) can implement for many workers.
+- DuckDB (one process, enforced at start-up): per user with a budget, the process keeps
+  what was spent in the current period and what calls in flight have reserved. Reserving
+  checks `spent + reserved + bound <= budget` and adds the bound in one step under a lock,
+  with no await in between, so any number of concurrent calls admit at most what the
+  budget affords. `spent` is read from the usage records once per user and period; after
+  that every commit that books a cost or releases a reservation updates it through an
+  after-commit callback (`note_booked`). The load runs as a write under the publication
+  lock, so each commit is counted exactly once: either its row is in the sum or its
+  callback runs after the install.
+- PostgreSQL (any number of worker processes and machines): the database keeps the books.
+  A reservation is a `budget_reservations` row, inserted by a transaction that first takes
+  the user's advisory lock and reads spent + held in one statement (one snapshot); the
+  transaction that books a call's cost deletes its reservation, so money moves from held to
+  spent in one commit. A worker that dies leaves rows that stop counting at `expires_at`
+  (or are deleted by the next lone start-up). Only users with a budget pay for this.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import asyncio
 import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from uuid import UUID
+from uuid import UUID, uuid4
+
+from django.conf import settings
 
 from core.clock import utcnow
-from core.db import DatabaseError, Tx, get_database
+from core.db import POSTGRESQL, Database, DatabaseError, Tx, get_database
 from core.errors import ApiError
 from generation import repository as repo
 from generation.limits import Limits, LimitsUnavailable, period_bounds
@@ -106,21 +114,41 @@ def _book() -> _Book:
     return get_database().extension("generation.spend", lambda db: _Book())
 
 
+def _in_database() -> bool:
+    """True when the database keeps the books (PostgreSQL: other processes reserve too)."""
+    return get_database().dialect == POSTGRESQL
+
+
 def note_booked(
     tx: Tx, user_id: UUID | None, *, released: float = 0.0, cost: float | None = None,
-    at: datetime | None = None,
+    at: datetime | None = None, reservation: UUID | None = None,
 ) -> None:  # fmt: skip
-    """After tx commits: release a reservation and count a booked cost."""
-    if user_id is None or (not released and not cost):
+    """In the transaction that books a cost: release `released` and count the cost. On
+    PostgreSQL the row of `reservation` (the call's id; None: nothing held, or held on)
+    is deleted in tx itself, the cost being the usage row tx writes; on DuckDB the
+    process's counters follow after the commit."""
+    if user_id is None:
+        return
+    if tx.dialect == POSTGRESQL:  # a video job's row takes over its hold (services.py)
+        if reservation is not None:
+            repo.delete_budget_reservations(tx, [reservation])
+        return
+    if not released and not cost:
         return
     book, when = _book(), at or utcnow()
     tx.on_commit(lambda: book.booked(user_id, released, cost or 0.0, when))
 
 
-def release(user_id: UUID, amount: float) -> None:
-    """Give back a reservation no call used (the call never started, or its settle failed)."""
-    if amount:
-        _book().booked(user_id, amount, 0.0, utcnow())
+def release(user_id: UUID, amount: float, reservation: UUID | None = None) -> None:
+    """Give back a reservation no call used (the call never started, or its settle failed).
+    On PostgreSQL the row is deleted by a queued write; if that fails too, it expires."""
+    if not amount:
+        return
+    if _in_database():
+        if reservation is not None:
+            get_database().write_soon(repo.delete_budget_reservations, [reservation])
+        return
+    _book().booked(user_id, amount, 0.0, utcnow())
 
 
 async def _account(user_id: UUID, limits: Limits, now: datetime) -> _Account:
@@ -155,12 +183,18 @@ def _load(tx: Tx, book: _Book, user_id: UUID, period: str, start: datetime, end:
     tx.on_commit(lambda: book.install(user_id, period, start, end, spent, held))
 
 
-async def reserve(user_id: UUID, limits: Limits, bound: float) -> float:
+async def reserve(
+    user_id: UUID, limits: Limits, bound: float, reservation: UUID | None = None
+) -> float:
     """Hold `bound` USD of the user's budget for a call, or refuse it (429 budget_exceeded).
-    Returns the amount held (0 without a budget)."""
+    Returns the amount held (0 without a budget). `reservation` names the hold (the call's
+    id), which the commit booking the call's cost ends."""
     if limits.budget_usd is None:
         return 0.0
     now = utcnow()
+    if _in_database():
+        db = get_database()
+        return await reserve_in(db, user_id, limits, bound, reservation or uuid4(), now)
     account = await _account(user_id, limits, now)
     budget = float(limits.budget_usd)
     book = _book()
@@ -170,6 +204,34 @@ async def reserve(user_id: UUID, limits: Limits, bound: float) -> float:
             return bound
         left = max(0.0, budget - account.spent - account.reserved)
     raise _exceeded(limits, bound, left, account.end, now)
+
+
+async def reserve_in(
+    db: Database, user_id: UUID, limits: Limits, bound: float, reservation: UUID,
+    now: datetime,
+) -> float:  # fmt: skip
+    """reserve() on a PostgreSQL database given (tests open several, as workers do)."""
+    start, end = period_bounds(limits.budget_period, now)
+    budget = float(limits.budget_usd or 0)
+    expires = now + timedelta(seconds=settings.BUDGET_RESERVATION_SECONDS)
+
+    def decide(tx: Tx) -> float | None:
+        """None if held, else what was left; the advisory lock makes the read and the
+        insert one step for this user across every process."""
+        repo.lock_budget(tx, user_id)
+        spent, held = repo.budget_in_use(tx, user_id, start, end, now)
+        if spent + held + bound > budget + EPSILON:
+            return max(0.0, budget - spent - held)
+        repo.insert_budget_reservation(tx, reservation, user_id, bound, expires)
+        return None
+
+    try:
+        left = await db.awrite(decide)
+    except DatabaseError as exc:
+        raise LimitsUnavailable() from exc
+    if left is None:
+        return bound
+    raise _exceeded(limits, bound, left, end, now)
 
 
 def _exceeded(limits: Limits, bound: float, left: float, end: datetime, now: datetime) -> ApiError:
@@ -194,9 +256,17 @@ async def status(user_id: UUID, limits: Limits) -> SpendStatus:
         except DatabaseError as exc:
             raise LimitsUnavailable() from exc
         return SpendStatus(spent, 0.0, None, None, limits.budget_period, start, end)
-    account = await _account(user_id, limits, now)
-    with _book().lock:
-        spent, reserved = account.spent, account.reserved
+    if _in_database():
+        try:
+            spent, reserved = await get_database().aread(
+                repo.budget_in_use, user_id, start, end, now
+            )
+        except DatabaseError as exc:
+            raise LimitsUnavailable() from exc
+    else:
+        account = await _account(user_id, limits, now)
+        with _book().lock:
+            spent, reserved = account.spent, account.reserved
     remaining = max(0.0, float(limits.budget_usd) - spent - reserved)
     return SpendStatus(
         spent, reserved, remaining, limits.budget_usd, limits.budget_period, start, end

@@ -118,6 +118,8 @@ def _populate(db):
             tx, LimitsRow("user", ("openai/*",), Decimal("2.5"), "week", now)
         )
         generation_repo.put_user_limits(tx, LimitsRow(str(user_id), None, Decimal("1"), None, now))
+        # Empty in a DuckDB installation (its reservations live in memory), copied all the same.
+        generation_repo.insert_budget_reservation(tx, uuid.uuid4(), user_id, 0.25, now)
         tx.execute(
             "INSERT INTO oidc_identities (issuer, sub, user_id, email, created_at, last_login_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",

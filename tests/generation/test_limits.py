@@ -504,12 +504,13 @@ def test_a_budgets_spend_cannot_be_read_means_503(admin, alice, stub, monkeypatc
     from generation import repository
 
     put_limits(admin, alice, budget_usd="5")
-    database._extensions.pop("generation.spend")  # not loaded yet
+    database._extensions.pop("generation.spend", None)  # not loaded yet
 
     def broken(con, *args):
         raise DatabaseError("the database is down")
 
-    monkeypatch.setattr(repository, "spent_between", broken)
+    monkeypatch.setattr(repository, "spent_between", broken)  # DuckDB: the counters' load
+    monkeypatch.setattr(repository, "budget_in_use", broken)  # PostgreSQL: every reservation
     response = alice.client.call("POST", "/api/ai/chat", {"model": CHAT, "messages": HI})
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "limits_unavailable"
@@ -528,7 +529,7 @@ def test_after_a_restart_the_spend_is_read_again_and_a_crashs_reservation_is_boo
         == 200
     )
     submit_video(alice, resolution="720p", generate_audio=False)
-    database._extensions.pop("generation.spend")  # what a restart forgets
+    database._extensions.pop("generation.spend", None)  # what a restart forgets
     mine = alice.client.call("GET", "/api/users/me/limits").json()
     spent = sum(row[4] or 0 for row in usage_rows(database))
     assert mine["spent_usd"] == pytest.approx(spent)
@@ -609,7 +610,7 @@ def test_a_crashs_reservation_is_released_on_restart_and_the_call_booked_at_its_
     database.write(
         lambda tx: ledger.repo.insert_generations(tx, [pending_row(UUID(alice.id), "chat", bound)])
     )
-    database._extensions.pop("generation.spend")  # the process dies with its counters
+    database._extensions.pop("generation.spend", None)  # the process dies with its counters
     assert ledger.book_interrupted_calls() == 1  # the next start-up
     mine = alice.client.call("GET", "/api/users/me/limits").json()
     assert mine["reserved_usd"] == 0
