@@ -1,21 +1,25 @@
 """The call ledger: every billable upstream call is a history row that is durable before
-anyone hears of it (decision 20), and the one check-reserve-settle point of budgets and
+anyone hears of it (decisions 20, 52), and the one check-reserve-settle point of budgets and
 model allow-lists (decisions 40, 41).
 
 A call is first *admitted*: the model is checked against the catalogue and the caller's
 allow-list, and the upper bound of its cost is reserved from the caller's budget, before
 anything is written or sent. Running it writes the history row as `pending` while the upstream
 call is in flight (the write overlaps the call instead of delaying it), and *settles* it —
-the final row and the usage row of the call, in one group commit — before the caller may
-answer with an id, a cost or a job. If the process dies in between, start-up books the
-pending row as `interrupted` with a usage row at the call's reserved upper bound
-(`book_interrupted_calls`): never free, never lost.
+the final row and the usage row of the call together — before the caller may answer with an
+id, a cost or a job. If the process dies in between, start-up books the pending row as
+`interrupted` with a usage row at the call's reserved upper bound (`book_interrupted_calls`):
+never free, never lost.
+
+Both writes are journaled (core/db/journal.py, decision 52): on DuckDB "durable" means the
+write's line is fdatasync'ed in the journal, and the writer commits it right after, batched
+with its neighbours; start-up replays what a crash left in the journal before it books
+anything as interrupted. On PostgreSQL they simply commit.
 
 The pending row is written only once the call has run for PENDING_ROW_DELAY (decision 48):
-a call that settles sooner commits its final row with one insert instead of an insert and
-an update, which halves the writes of the common fast call. Nothing has been acknowledged
-before the settle, so the only thing a crash in that first instant can lose is an upstream
-call nobody was told about.
+a call that settles sooner writes its final row with one insert instead of an insert and
+an update. Nothing has been acknowledged before the settle, so the only thing a crash in
+that first instant can lose is an upstream call nobody was told about.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from django.conf import settings
 
 from accounts.repository import User
 from core.clock import utcnow
-from core.db import DatabaseError, Tx, get_database
+from core.db import DatabaseError, Journaled, Tx, get_database
 from core.errors import UpstreamError, ValidationFailed
 from generation import repository as repo
 from generation import spend
@@ -177,11 +181,11 @@ class Call:
             self._timer.cancel()
             self._timer = None
         if self.pending is None:
-            self.pending = get_database().awrite_batched(repo.insert_pending_generations, self.row)
+            self.pending = asyncio.ensure_future(get_database().awrite_journaled(PENDING, self.row))
         return self.pending
 
     async def durable(self) -> None:
-        """Until the pending row is committed, so the call's id survives a crash (streams
+        """Until the pending row is durable, so the call's id survives a crash (streams
         send it before the call settles). A failed write is settled as an insert later."""
         with contextlib.suppress(DatabaseError):
             await asyncio.shield(self.write_pending())
@@ -326,6 +330,25 @@ def _book_settled(tx: Tx, settled: Settled) -> None:
         )  # fmt: skip
 
 
+def _settled_line(item: tuple[Generation, UsageRecord, float, UUID | None]) -> list[Any]:
+    final, usage, _, _ = item
+    return repo.settled_line(final, usage)
+
+
+# The ledger's writes are journaled (decision 52): durable once their journal line is on
+# disk, committed by the writer right after; a crash in between is replayed at start-up.
+PENDING = Journaled(
+    "generation.ledger:PENDING",
+    repo.insert_pending_generations,
+    Generation.as_insert_row,
+    repo.replay_pending,
+)
+SETTLE = Journaled("generation.ledger:SETTLE", _settle_calls, _settled_line, repo.replay_settled)
+INSERT_SETTLED = Journaled(
+    "generation.ledger:INSERT_SETTLED", _insert_settled_calls, _settled_line, repo.replay_settled
+)
+
+
 async def _commit(
     call: Call, final: Generation, booking: tuple[UsageRecord, float, UUID | None]
 ) -> None:
@@ -342,8 +365,9 @@ async def _commit(
         except DatabaseError:
             log.warning("the pending row of call %s was not written; writing it settled", call.id)
     if not call._also:
-        settle = _settle_calls if inserted else _insert_settled_calls
-        await db.awrite_batched(settle, (final, usage, released, ends))
+        await db.awrite_journaled(
+            SETTLE if inserted else INSERT_SETTLED, (final, usage, released, ends)
+        )
         return
 
     def settle_all(tx: Tx) -> None:

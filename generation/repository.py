@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -249,6 +249,46 @@ def insert_settled_generations(
     insert_generations(tx, [g for g, _ in settled])
     insert_usage(tx, [usage for _, usage in settled if usage is not None])
     return [None] * len(settled)
+
+
+def settled_line(final: Generation, usage: UsageRecord) -> list[Any]:
+    """What the journal keeps of a settled call (core/db/journal.py, decision 52)."""
+    return [final.as_insert_row(), list(astuple(usage))]
+
+
+def replay_pending(tx: Tx, lines: Sequence[Sequence[Any]]) -> None:
+    """Journal replay of pending rows, idempotent: inserted unless the row exists, the call
+    has been booked (its usage row) or its user deleted. A call the journal does not settle
+    afterwards is then booked as interrupted at start-up."""
+    for row in lines:
+        pending = Generation.from_row(row)
+        if (
+            not _exists(tx, "generations WHERE id = ?", pending.id)
+            and not _exists(tx, "usage_records WHERE generation_id = ?", pending.id)
+            and _exists(tx, "users WHERE id = ?", pending.user_id)
+        ):
+            insert_generations(tx, [pending])
+
+
+def replay_settled(tx: Tx, lines: Sequence[Sequence[Any]]) -> None:
+    """Journal replay of settled calls, idempotent. A call whose usage row exists has
+    committed (the settle writes both rows in one transaction, and usage rows are never
+    deleted); otherwise its pending row is settled, or its row inserted — unless its user
+    has been deleted since, whose history goes while the spend stays."""
+    for generation_row, usage_row in lines:
+        final, usage = Generation.from_row(generation_row), UsageRecord(*usage_row)
+        if _exists(tx, "usage_records WHERE generation_id = ? AND kind = ?", final.id, usage.kind):
+            continue
+        if _exists(tx, "generations WHERE id = ?", final.id):
+            settle_generations(tx, [(final, usage)])
+        elif _exists(tx, "users WHERE id = ?", final.user_id):
+            insert_settled_generations(tx, [(final, usage)])
+        else:
+            insert_usage(tx, [usage])
+
+
+def _exists(tx: Tx, where: str, *params: Any) -> bool:
+    return tx.execute(f"SELECT 1 FROM {where} LIMIT 1", list(params)).fetchone() is not None  # noqa: S608 - constants
 
 
 def book_late_cost(

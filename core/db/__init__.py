@@ -15,6 +15,7 @@ from django.conf import settings
 from core.db.base import DUCKDB, POSTGRESQL, Connection, Database, Dialects, Tx, dialect_of
 from core.db.database import DuckDBDatabase
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
+from core.db.journal import Journaled
 
 __all__ = [
     "DUCKDB",
@@ -27,6 +28,7 @@ __all__ = [
     "Dialects",
     "DuckDBDatabase",
     "IntegrityViolation",
+    "Journaled",
     "Tx",
     "close_database",
     "database_from_settings",

@@ -7,7 +7,7 @@ It is written beside its final name and renamed into place only when complete. T
 function serves `manage.py backup` (server stopped) and POST /api/admin/backup (running).
 
 A restore copies a backup over DUCKDB_PATH while no process holds it, keeping the file it
-replaces (and that file's WAL, which must never be replayed onto another file).
+replaces (and that file's WAL and journal, which must never be replayed onto another file).
 
 Both are DuckDB-file features. PostgreSQL has its own tools, which the refusal names.
 """
@@ -59,6 +59,10 @@ def _identifier(name: str) -> str:
 
 def _wal(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
+
+
+def _journal(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
 
 
 def copy_into(tx: Tx, partial: Path) -> int:
@@ -164,13 +168,15 @@ def restore_database(backup: Path, target: Path) -> Restored:
         with open(partial, "rb+") as handle:
             os.fsync(handle.fileno())
         replaced = None
-        if target.exists() or _wal(target).exists():
+        side_files = (_wal, _journal)  # the replaced file's own: never applied to another
+        if target.exists() or any(side(target).exists() for side in side_files):
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             replaced = target.with_name(f"{target.name}.replaced-{stamp}")
             if target.exists():
                 os.replace(target, replaced)
-            if _wal(target).exists():
-                os.replace(_wal(target), _wal(replaced))
+            for side in side_files:
+                if side(target).exists():
+                    os.replace(side(target), side(replaced))
         os.replace(partial, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

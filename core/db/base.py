@@ -17,7 +17,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from core.db.journal import Journaled
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +195,13 @@ class Database(ABC):
         The write starts when this is called, not when it is awaited, so it can run while
         the caller does something else (an upstream call) and be awaited afterwards.
         """
+
+    async def awrite_journaled(self, write: Journaled[I], item: I) -> None:
+        """Make item's write durable and return; reads see it from then on (decision 52).
+
+        A backend whose commit is cheap enough (PostgreSQL) simply commits it, batched like
+        awrite_batched(); DuckDB journals it and commits in the background."""
+        await self.awrite_batched(write.apply, item)
 
     @abstractmethod
     def write_soon(

@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_for_futures
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
@@ -26,6 +27,7 @@ import duckdb
 
 from core.db.base import DUCKDB, Connection, Database, Dialect, Tx, log_failure
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
+from core.db.journal import Journal, Journaled, encode_line, read_lines, replay_lines
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,12 @@ class DuckDBDatabase(Database):
         self._queue: SimpleQueue[_WriteJob | None] = SimpleQueue()
         self._writer_thread_id: int | None = None
         self._cursors: list[DuckDBConnection] = []
+        # The journal of acknowledged writes the writer has not committed yet (journal.py).
+        self._journal: Journal | None = None
+        self._journal_lock = threading.Lock()
+        self._uncommitted = 0  # journaled writes queued, not yet committed
+        self._last_journaled: Future[Any] | None = None
+        self._keep_journal = False  # a journaled write failed: its line waits for a restart
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -139,7 +147,24 @@ class DuckDBDatabase(Database):
             self._writer.start()
             self._writer_thread_id = self._writer.ident
         self.write(apply_migrations)
+        if self.path != ":memory:":
+            self._open_journal(self.path + ".journal")
         return self
+
+    def _open_journal(self, path: str) -> None:
+        """Replay what a dead process acknowledged but never committed, then journal anew."""
+        lines = read_lines(path)
+        self._keep_journal = False
+        if lines:
+            try:
+                self.write(replay_lines, lines)
+                log.warning("replayed %d acknowledged write(s) from the journal", len(lines))
+            except Exception as exc:
+                self._keep_journal = True
+                log.error("the journal %s could not be replayed and is kept: %s", path, exc)
+        self._journal = Journal(path)
+        if lines and not self._keep_journal:
+            self._journal.empty()
 
     def close(self) -> None:
         """Run the close hooks through the writer, finish queued writes, close the file."""
@@ -154,6 +179,11 @@ class DuckDBDatabase(Database):
             writer, con = self._writer, self._con
             self._queue.put(None)
             writer.join()
+            if self._journal is not None:
+                if not self._uncommitted and not self._keep_journal:
+                    self._journal.empty()
+                self._journal.close()
+                self._journal = None
             self._writer = None
             self._con = None
             for cursor in self._cursors:
@@ -177,10 +207,20 @@ class DuckDBDatabase(Database):
                 self._cursors.append(cursor)
         return cursor
 
+    def _journaled_pending(self) -> Future[Any] | None:
+        """The last journaled write, while any is uncommitted (the writer runs in order:
+        once it is done, so are the others)."""
+        with self._journal_lock:
+            return self._last_journaled if self._uncommitted else None
+
     def read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """Run a read-only function on this thread's cursor."""
+        """Run a read-only function on this thread's cursor, once every journaled write
+        has committed (read-your-writes)."""
+        pending = self._journaled_pending()
+        if pending is not None and threading.get_ident() != self._writer_thread_id:
+            wait_for_futures([pending])
         try:
             return fn(self._reader(), *args, **kwargs)
         except duckdb.Error as exc:
@@ -190,6 +230,10 @@ class DuckDBDatabase(Database):
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Like read(), on a worker thread so the event loop keeps serving."""
+        pending = self._journaled_pending()
+        if pending is not None:  # shielded: a reader going away must not cancel the write
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(pending))
         return await asyncio.to_thread(functools.partial(self.read, fn, *args, **kwargs))
 
     # -- writes ----------------------------------------------------------------------
@@ -285,6 +329,41 @@ class DuckDBDatabase(Database):
         the caller does something else (an upstream call) and be awaited afterwards.
         """
         return asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
+
+    async def awrite_journaled(self, write: Journaled[I], item: I) -> None:
+        """Journal item's write and return once the line is on disk; the writer commits it
+        in the background, and reads wait for that commit (journal.py, decision 52)."""
+        journal = self._journal
+        if journal is None:  # an in-memory database: nothing to survive a crash for
+            await self.awrite_batched(write.apply, item)
+            return
+        line = encode_line(write.key, write.encode(item))
+        # One section, so the journal is never emptied between the line and its count, and
+        # a reader never sees the count without the job.
+        with self._journal_lock:
+            synced = journal.append(line)
+            job = self._submit(write.apply, (item,), {}, batched=True)
+            self._uncommitted += 1
+            self._last_journaled = job
+        job.add_done_callback(self._journaled_committed)
+        try:
+            await asyncio.shield(asyncio.wrap_future(synced))
+        except DatabaseError as exc:  # not on disk: durable only once the writer commits it
+            log.error("%s Waiting for the database's own commit instead.", exc)
+            await asyncio.shield(asyncio.wrap_future(job))
+
+    def _journaled_committed(self, job: Future[Any]) -> None:
+        failed = job.cancelled() or job.exception() is not None
+        if failed:
+            log.error(
+                "a journaled write failed (%s); the journal keeps it for the next start",
+                "cancelled" if job.cancelled() else job.exception(),
+            )
+        with self._journal_lock:
+            self._uncommitted -= 1
+            self._keep_journal |= failed
+            if not self._uncommitted and not self._keep_journal and self._journal is not None:
+                self._journal.empty()
 
     def write(self, fn: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run fn(tx, ...) in a transaction on the writer thread and wait for it.

@@ -130,8 +130,12 @@ def test_restore_keeps_the_file_it_replaces(alice, tmp_path):
     con = duckdb.connect(str(target))
     con.execute("CREATE TABLE marker (x INTEGER)")
     con.close()
+    journal = tmp_path / "target.duckdb.journal"
+    journal.write_text('["generation.ledger:PENDING",["a line of the replaced file"]]\n')
     call_command("restore", str(backup), "--to", str(target))
-    [kept] = tmp_path.glob("target.duckdb.replaced-*")
+    [kept] = (p for p in tmp_path.glob("target.duckdb.replaced-*") if p.suffix != ".journal")
+    assert not journal.exists()  # never replayed onto the restored file
+    assert "replaced file" in kept.with_name(kept.name + ".journal").read_text()
     check = duckdb.connect(str(kept), read_only=True)
     assert check.execute("SELECT count(*) FROM marker").fetchone() == (0,)
     check.close()

@@ -1,0 +1,233 @@
+"""The journal (core/db/journal.py, decision 52): an acknowledged settle is on disk before
+the database commits it, a crash in between is replayed at the next open — once — and
+reads wait for what was acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.clock import utcnow
+from core.db import DuckDBDatabase
+from core.db.journal import Journal, encode_line, read_lines, replay_lines
+from generation import ledger
+from generation import repository as repo
+from generation.repository import Generation, UsageRecord
+
+pytestmark = pytest.mark.duckdb_only  # the journal is the DuckDB backend's (PostgreSQL commits)
+
+MODEL = "openai/gpt-4o-mini"
+
+
+def settled_call(user_id: uuid.UUID, status: str = "completed") -> tuple[Generation, UsageRecord]:
+    now = utcnow()
+    final = Generation(
+        id=uuid.uuid4(), user_id=user_id, kind="text", model=MODEL, prompt="hello",
+        params={"temperature": 0.2}, status=status, output_text="hi there", media=(),
+        error_code=None, error_message=None, tokens_in=3, tokens_out=5, cost=0.00042,
+        created_at=now, finished_at=now, reserved_cost=0.01,
+    )  # fmt: skip
+    usage = UsageRecord(
+        occurred_at=now.replace(tzinfo=None), user_id=user_id, kind="text", model=MODEL,
+        tokens_in=3, tokens_out=5, cost=0.00042, latency_ms=12.5, status="ok",
+        generation_id=final.id,
+    )  # fmt: skip
+    return final, usage
+
+
+@pytest.fixture
+def stalled(database: Any) -> Iterator[threading.Event]:
+    """The writer thread busy with a long write: nothing queued after it commits until the
+    event is set (set at the end of the test in any case)."""
+    gate = threading.Event()
+    database.write_soon(lambda tx: gate.wait(30))
+    yield gate
+    gate.set()
+
+
+def acknowledge(database: Any, write: Any, item: Any) -> None:
+    asyncio.run(database.awrite_journaled(write, item))
+
+
+def crash_image(database: Any, folder: Path) -> Path:
+    """The files as a kill -9 at this instant would leave them (the page cache is the file)."""
+    folder.mkdir()
+    source = Path(database.path)
+    for suffix in ("", ".wal", ".journal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copy(f"{source}{suffix}", folder / f"{source.name}{suffix}")
+    return folder / source.name
+
+
+def stored(db: DuckDBDatabase, generation_id: uuid.UUID) -> tuple[Any, list[Any]]:
+    row = db.read(
+        lambda con: con.execute(
+            "SELECT status, cost, output_text FROM generations WHERE id = ?", [generation_id]
+        ).fetchone()
+    )
+    usage = db.read(
+        lambda con: con.execute(
+            "SELECT kind, status, cost FROM usage_records WHERE generation_id = ?", [generation_id]
+        ).fetchall()
+    )
+    return row, usage
+
+
+def test_an_acknowledged_settle_survives_a_crash_before_its_commit(
+    alice, database, stalled, tmp_path
+):
+    final, usage = settled_call(uuid.UUID(alice.id))
+    acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    image = crash_image(database, tmp_path / "crash")
+    assert "hi there" in Path(f"{image}.journal").read_text()
+
+    reopened = DuckDBDatabase(image).open()
+    try:
+        assert stored(reopened, final.id) == (
+            ("completed", 0.00042, "hi there"),
+            [("text", "ok", 0.00042)],
+        )
+        assert Path(f"{image}.journal").stat().st_size == 0  # replayed, then emptied
+    finally:
+        reopened.close()
+
+
+def test_a_replayed_settle_of_a_pending_row_is_not_booked_as_interrupted(alice, database, tmp_path):
+    final, usage = settled_call(uuid.UUID(alice.id))
+    database.write(repo.insert_generations, [replace(final, status="pending", finished_at=None)])
+    gate = threading.Event()
+    database.write_soon(lambda tx: gate.wait(30))
+    try:
+        acknowledge(database, ledger.SETTLE, (final, usage, 0.0, None))
+        image = crash_image(database, tmp_path / "crash")
+    finally:
+        gate.set()
+
+    reopened = DuckDBDatabase(image).open()
+    try:
+        assert reopened.write(repo.book_interrupted_calls, utcnow()) == 0
+        assert stored(reopened, final.id)[0] == ("completed", 0.00042, "hi there")
+    finally:
+        reopened.close()
+
+
+def test_replaying_a_line_twice_books_the_call_once(alice, database):
+    final, usage = settled_call(uuid.UUID(alice.id))
+    line = encode_line(ledger.INSERT_SETTLED.key, repo.settled_line(final, usage))
+    journal = Path(f"{database.path}.journal")
+    database.close()
+    journal.write_bytes(line + line)  # committed, then the same line again (crash before empty)
+    lines = read_lines(str(journal))
+
+    reopened = DuckDBDatabase(database.path).open()  # replays both lines
+    try:
+        reopened.write(replay_lines, lines)  # and a third time
+        assert stored(reopened, final.id)[1] == [("text", "ok", 0.00042)]
+    finally:
+        reopened.close()
+
+
+def test_a_deleted_users_replayed_call_keeps_its_cost_but_not_its_history(database):
+    final, usage = settled_call(uuid.uuid4())  # nobody has this id (any more)
+    journal = Path(f"{database.path}.journal")
+    database.close()
+    journal.write_bytes(encode_line(ledger.INSERT_SETTLED.key, repo.settled_line(final, usage)))
+
+    reopened = DuckDBDatabase(database.path).open()
+    try:
+        assert stored(reopened, final.id) == (None, [("text", "ok", 0.00042)])
+    finally:
+        reopened.close()
+
+
+def test_a_torn_last_line_is_skipped_and_the_rest_replayed(alice, database, caplog):
+    final, usage = settled_call(uuid.UUID(alice.id))
+    line = encode_line(ledger.INSERT_SETTLED.key, repo.settled_line(final, usage))
+    journal = Path(f"{database.path}.journal")
+    database.close()
+    journal.write_bytes(line + line[: len(line) // 2])  # a power loss cut the second write
+
+    reopened = DuckDBDatabase(database.path).open()
+    try:
+        assert stored(reopened, final.id)[0] == ("completed", 0.00042, "hi there")
+        assert "line 2 is incomplete" in caplog.text
+    finally:
+        reopened.close()
+
+
+def test_a_line_this_version_cannot_replay_is_kept_and_the_database_opens(database, caplog):
+    journal = Path(f"{database.path}.journal")
+    database.close()
+    journal.write_bytes(encode_line("generation.ledger:NO_SUCH_WRITE", [1, 2]))
+
+    reopened = DuckDBDatabase(database.path).open()
+    try:
+        assert "could not be replayed and is kept" in caplog.text
+        assert "NO_SUCH_WRITE" in journal.read_text()
+    finally:
+        reopened.close()
+    assert "NO_SUCH_WRITE" in journal.read_text()  # still there for a version that knows it
+
+
+def test_reads_wait_for_what_was_acknowledged(alice, database, stalled):
+    final, usage = settled_call(uuid.UUID(alice.id))
+    acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    seen: list[Any] = []
+    reader = threading.Thread(target=lambda: seen.append(stored(database, final.id)))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive()  # waiting for the writer, not reading a past without the row
+    stalled.set()
+    reader.join(10)
+    assert seen == [(("completed", 0.00042, "hi there"), [("text", "ok", 0.00042)])]
+    assert Path(f"{database.path}.journal").stat().st_size == 0  # caught up: emptied
+
+
+def test_the_journal_syncs_lines_appended_together_once(tmp_path, monkeypatch):
+    import os
+
+    syncs: list[int] = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
+    journal = Journal(str(tmp_path / "j"))
+    try:
+        with journal._cond:  # the sync thread cannot look until both lines are in
+            first = journal.append(b'["k",1]\n')
+            second = journal.append(b'["k",2]\n')
+        first.result(5)
+        second.result(5)
+        assert len(syncs) == 1
+        assert read_lines(str(tmp_path / "j")) == [("k", 1), ("k", 2)]
+    finally:
+        journal.close()
+
+
+def test_a_stream_whose_id_was_sent_is_booked_after_a_crash_even_if_never_committed(
+    alice, database, stalled, tmp_path
+):
+    final, _ = settled_call(uuid.UUID(alice.id))
+    pending = replace(final, status="pending", finished_at=None, output_text=None, cost=None)
+    acknowledge(database, ledger.PENDING, pending)  # what Call.durable() waits for
+    image = crash_image(database, tmp_path / "crash")
+
+    reopened = DuckDBDatabase(image).open()
+    try:
+        assert reopened.write(repo.book_interrupted_calls, utcnow()) == 1
+        row = reopened.read(
+            lambda con: con.execute(
+                "SELECT g.status, u.cost FROM generations g"
+                " JOIN usage_records u ON u.generation_id = g.id WHERE g.id = ?",
+                [final.id],
+            ).fetchone()
+        )
+        assert row == ("interrupted", 0.01)  # at the reserved upper bound: never free
+    finally:
+        reopened.close()
