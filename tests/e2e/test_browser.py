@@ -106,12 +106,19 @@ def test_a_user_generates_text_image_video_and_chats_then_logs_out(browser, site
     register(page, f"browser-{uuid.uuid4().hex[:8]}@example.com")
     assert page.get_by_text("Welcome! Your account is ready.").is_visible()
 
-    # Text: the answer appears in place (htmx), as Markdown, and scrolls into view.
+    # Text: the answer appears in place (htmx), as Markdown, and scrolls into view; the
+    # spend bar above it shows the answer's cost at once.
     page.goto("/generate/text")
     page.evaluate("window.__noReload = true")
+    spent_before = page.locator("[data-testid=spend]").inner_text()
     page.fill("#id_prompt", MARKDOWN_PROMPT)
     page.click("#panel button[type=submit]")
     result = page.wait_for_selector("[data-testid=text-result]")
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=spend]').innerText !== before",
+        arg=spent_before,
+    )
+    assert page.locator("[data-testid=spend]").count() == 1
     assert_answer_is_safe_markdown(page.locator("[data-testid=text-result]"))
     assert "many small words" in result.inner_text()
     assert page.evaluate("window.__noReload") is True
