@@ -128,9 +128,9 @@ async def generate_text(request: PageRequest) -> HttpResponse:
         "mode_label": TEXT_MODES[mode],
         "modes": TEXT_MODES,
     }
-    if request.htmx:
-        return render(request, "generation/_text_panel.html", context)
     context["spend"] = await services.spend_summary(current_user(request))
+    if request.htmx:  # the panel, and the spend bar out of band: the answer may have cost
+        return render(request, "generation/_text_panel.html", {**context, "refresh": True})
     return render(request, "generation/text.html", context)
 
 
@@ -166,9 +166,9 @@ async def generate_image(request: PageRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "form": form, "generation": generation, "images": images, "problem": problem
     }  # fmt: skip
-    if request.htmx:
-        return render(request, "generation/_image_panel.html", context)
     context["spend"] = await services.spend_summary(current_user(request))
+    if request.htmx:  # the panel, and the spend bar out of band: the answer may have cost
+        return render(request, "generation/_image_panel.html", {**context, "refresh": True})
     return render(request, "generation/image.html", context)
 
 
@@ -302,14 +302,15 @@ async def chat_page(request: PageRequest, conversation_id: UUID | None = None) -
     context = {
         "conversation": conversation,
         "conversations": await conversations.list_conversations(user),
+        "spend": await services.spend_summary(user),
     }
     if request.htmx:
-        # After an answer: the sidebar and the conversation's heading, without a reload.
+        # After an answer: the sidebar, the conversation's heading and the spend bar,
+        # without a reload.
         return render(request, "generation/_chat_sidebar.html", {**context, "refresh": True})
     models, problem = ([], None) if conversation else await _catalogue(request, "text")
     form = ChatForm() if conversation else NewChatForm(models=models)
-    spend = await services.spend_summary(user)
-    page = {**context, "form": form, "problem": problem, "spend": spend}
+    page = {**context, "form": form, "problem": problem}
     return render(request, "generation/chat.html", page)
 
 

@@ -290,3 +290,18 @@ def stub(_stub_server: StubServer, settings: Any) -> Iterator[StubServer]:
     yield _stub_server
     clear_cache()
     reset_openrouter_client()
+
+
+@pytest.fixture
+def redis_cache(settings: Any, redis_url: str, redis_key_prefix: str) -> Any:
+    """Django's cache in Redis under this test's own prefix, shared as by every worker of a
+    deployment (REDIS_URL set too); gives the settings for further changes."""
+    settings.REDIS_URL = redis_url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": redis_key_prefix,
+        }
+    }
+    return settings

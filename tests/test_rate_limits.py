@@ -240,28 +240,14 @@ def test_a_bad_rate_limit_stops_start_up_with_one_line(value):
 # -- shared by every worker (REDIS_URL) --------------------------------------------------
 
 
-@pytest.fixture
-def redis_limits(settings, redis_url, redis_key_prefix):
-    """Counters in Redis under this test's own prefix, as every worker of a deployment."""
-    settings.REDIS_URL = redis_url
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": redis_key_prefix,
-        }
-    }
-    return settings
-
-
-def test_simultaneous_requests_on_many_workers_share_one_exact_counter(redis_limits):
+def test_simultaneous_requests_on_many_workers_share_one_exact_counter(redis_cache):
     import threading
     from concurrent.futures import ThreadPoolExecutor
     from types import SimpleNamespace
 
     from core.throttling import UserRateThrottle
 
-    redis_limits.RATE_LIMITS = {**redis_limits.RATE_LIMITS, "user": "30/min"}
+    redis_cache.RATE_LIMITS = {**redis_cache.RATE_LIMITS, "user": "30/min"}
     request = SimpleNamespace(user=SimpleNamespace(is_authenticated=True, id="one-user"))
     start = threading.Barrier(20)
 

@@ -121,3 +121,19 @@ def browser() -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield chromium
         chromium.close()
+
+
+def serve_with_admin(server: GatewayServer) -> Iterator[GatewayServer]:
+    """For a module's server fixture: make the admin (`manage.py createadmin`), then run."""
+    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
+    assert made.returncode == 0, made.stderr
+    with server:
+        yield server
+
+
+@pytest.fixture
+def axe_core() -> None:
+    """Skips a test that checks accessibility when axe-core is missing (fails in CI)."""
+    from tests.e2e.browser import require_axe_core
+
+    require_axe_core()

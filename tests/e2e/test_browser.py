@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM, PASSWORD
+from tests.e2e.browser import assert_accessible, needs_chromium, new_page, problems, shot
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, serve_with_admin
 from tests.openrouter_stub import StubServer
-from tests.servers import REPO_ROOT, GatewayServer
+from tests.servers import GatewayServer
 
-SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 STUB_KEY = "sk-or-v1-browser-test-key-" + "b" * 30
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +41,7 @@ def site(stub: StubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "RATE_LIMIT_AUTH": "off",
         },
     )
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from serve_with_admin(server)
 
 
 @contextlib.contextmanager
@@ -63,80 +54,12 @@ def slower_stub(stub: StubServer, **settings: float) -> Iterator[None]:
         stub.configure(video_seconds=2, token_delay=0.03)
 
 
-AXE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
-AXE_SERIOUS = """async () => {
-  const result = await axe.run(document, { resultTypes: ["violations"] });
-  return result.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
-}"""
 # Answers the stand-in echoes back: inline Markdown, and markup that must never run.
 MARKDOWN_PROMPT = (
     "Show **bold words**, `inline code` and [a link](https://example.com/) "
     "<img src=x onerror=window.__xss=1> <script>window.__xss=2</script> "
     "[bad](javascript:window.__xss=3) in many small words please"
 )
-
-
-class Problems:
-    """What the browser complained about: CSP violations and script errors."""
-
-    def __init__(self, page) -> None:  # type: ignore[no-untyped-def]
-        self.csp: list[str] = []
-        self.errors: list[str] = []
-        self.page = page
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-
-    def _console(self, message) -> None:  # type: ignore[no-untyped-def]
-        if "Content Security Policy" in message.text or "Refused to" in message.text:
-            where = message.location
-            self.csp.append(f"on {self.page.url} from {where.get('url')}: {message.text}")
-
-    def assert_none(self) -> None:
-        assert self.csp == [], self.csp
-        assert self.errors == [], self.errors
-
-
-PROBLEMS: dict[int, Problems] = {}
-
-
-def new_page(browser, site: GatewayServer, width: int = 1280):  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": width, "height": 900}, base_url=site.base_url)
-    context.set_default_timeout(20_000)
-    if AXE.exists():
-        # Injected by the DevTools protocol, not as a page script, so the CSP stays strict.
-        context.add_init_script(path=str(AXE))
-    page = context.new_page()
-    PROBLEMS[id(page)] = Problems(page)
-    return page
-
-
-def problems(page) -> Problems:  # type: ignore[no-untyped-def]
-    return PROBLEMS[id(page)]
-
-
-@pytest.fixture
-def axe_core() -> None:
-    """The accessibility checks need axe-core from npm: skipped without it, except in CI."""
-    if not AXE.exists():
-        message = "axe-core is not installed (scripts/install-axe.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def assert_accessible(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    """No serious or critical axe-core violation; a screenshot either way."""
-    shot(page, name)
-    violations = page.evaluate(AXE_SERIOUS)
-    assert violations == [], f"{name} at {page.viewport_size['width']}px: {violations}"
-
-
-def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    width = page.viewport_size["width"]
-    page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
 
 
 def register(page, email: str) -> None:  # type: ignore[no-untyped-def]
@@ -183,12 +106,19 @@ def test_a_user_generates_text_image_video_and_chats_then_logs_out(browser, site
     register(page, f"browser-{uuid.uuid4().hex[:8]}@example.com")
     assert page.get_by_text("Welcome! Your account is ready.").is_visible()
 
-    # Text: the answer appears in place (htmx), as Markdown, and scrolls into view.
+    # Text: the answer appears in place (htmx), as Markdown, and scrolls into view; the
+    # spend bar above it shows the answer's cost at once.
     page.goto("/generate/text")
     page.evaluate("window.__noReload = true")
+    spent_before = page.locator("[data-testid=spend]").inner_text()
     page.fill("#id_prompt", MARKDOWN_PROMPT)
     page.click("#panel button[type=submit]")
     result = page.wait_for_selector("[data-testid=text-result]")
+    page.wait_for_function(
+        "before => document.querySelector('[data-testid=spend]').innerText !== before",
+        arg=spent_before,
+    )
+    assert page.locator("[data-testid=spend]").count() == 1
     assert_answer_is_safe_markdown(page.locator("[data-testid=text-result]"))
     assert "many small words" in result.inner_text()
     assert page.evaluate("window.__noReload") is True

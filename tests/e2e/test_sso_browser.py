@@ -4,17 +4,11 @@ off, signing in through the OpenID Connect stand-in, then summarizing on the tex
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, CHROMIUM
-from tests.e2e.test_browser import (  # noqa: F401  (axe_core is a fixture)
-    assert_accessible,
-    axe_core,
-    new_page,
-    problems,
-)
+from tests.e2e.browser import assert_accessible, needs_chromium, new_page, problems
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, serve_with_admin
 from tests.oidc_stub import OidcServer, OidcUser
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer, free_port
@@ -22,9 +16,7 @@ from tests.servers import GatewayServer, free_port
 STUB_KEY = "sk-or-v1-sso-browser-test-key-" + "c" * 30
 LABEL = "Sign in with Keycloak"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make test installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +53,7 @@ def site(
             "RATE_LIMIT_AUTH": "off",
         },
     )
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from serve_with_admin(server)
 
 
 @pytest.fixture(autouse=True)

@@ -7,20 +7,8 @@ import pytest
 from generation.catalog import clear_cache, list_models
 
 
-@pytest.fixture
-def shared(settings, redis_url, redis_key_prefix):
-    settings.REDIS_URL = redis_url
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_url,
-            "KEY_PREFIX": redis_key_prefix,
-        }
-    }
-
-
 @pytest.mark.anyio
-async def test_a_second_worker_takes_the_catalogue_from_redis(stub, shared):
+async def test_a_second_worker_takes_the_catalogue_from_redis(stub, redis_cache):
     first = await list_models()
     clear_cache()  # another worker: nothing in its own memory
     second = await list_models()

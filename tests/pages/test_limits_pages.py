@@ -3,6 +3,7 @@ dashboard and generate pages (issue 10)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -99,3 +100,39 @@ def test_the_dashboard_and_generate_pages_show_spend_remaining_and_the_reset(adm
     admin.client.call("PUT", f"/api/users/{alice.id}/limits", {"budget_usd": None})
     page = text_of(client.get("/"))
     assert "no budget applies to you" in page and 'svg class="track"' not in page
+
+
+def spend_bar_sent_out_of_band(page: str) -> str:
+    """The spend card an htmx answer carries for htmx to swap in place of the page's."""
+    match = re.search(r'<section id="spend" hx-swap-oob="true".*?</section>', page, re.S)
+    assert match, "no out-of-band spend bar in the htmx answer"
+    return match.group(0)
+
+
+NOTHING_SPENT = "$0.00</span> spent"
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/generate/text", {"model": CHAT, "prompt": "hello"}),
+        ("/generate/image", {"model": "google/gemini-2.5-flash-image", "prompt": "a cat"}),
+    ],
+)
+def test_an_htmx_generation_updates_the_spend_bar_without_a_reload(admin, alice, stub, path, form):
+    admin.client.call("PUT", f"/api/users/{alice.id}/limits", {"budget_usd": "4"})
+    client = browser(alice)
+    assert NOTHING_SPENT in text_of(client.get(path))
+    bar = spend_bar_sent_out_of_band(
+        text_of(client.post(path, form, headers={"HX-Request": "true"}))
+    )
+    assert NOTHING_SPENT not in bar and 'left of <span class="money">$4.00</span>' in bar
+    assert text_of(client.get(path)).count('<section id="spend"') == 1  # the page: one, in place
+
+
+def test_the_chat_sidebar_refresh_after_an_answer_updates_the_spend_bar(admin, alice, stub):
+    admin.client.call("PUT", f"/api/users/{alice.id}/limits", {"budget_usd": "4"})
+    client = browser(alice)
+    sent = client.post("/chat/send", {"model": CHAT, "content": "first question"})
+    page = text_of(client.get(sent["Location"], headers={"HX-Request": "true"}))
+    assert NOTHING_SPENT not in spend_bar_sent_out_of_band(page)
