@@ -198,11 +198,17 @@ async def reserve(
     account = await _account(user_id, limits, now)
     budget = float(limits.budget_usd)
     book = _book()
-    with book.lock:
-        if account.spent + account.reserved + bound <= budget + EPSILON:
-            account.reserved += bound
-            return bound
-        left = max(0.0, budget - account.spent - account.reserved)
+    for last_try in (False, True):
+        with book.lock:
+            if account.spent + account.reserved + bound <= budget + EPSILON:
+                account.reserved += bound
+                return bound
+            left = max(0.0, budget - account.spent - account.reserved)
+        if last_try:
+            break
+        # Calls already answered may still hold their upper bound until their commit
+        # (decision 52): before refusing, let those commits swap it for their cost.
+        await get_database().acaught_up()
     raise _exceeded(limits, bound, left, account.end, now)
 
 
@@ -264,6 +270,7 @@ async def status(user_id: UUID, limits: Limits) -> SpendStatus:
         except DatabaseError as exc:
             raise LimitsUnavailable() from exc
     else:
+        await get_database().acaught_up()  # the counters follow commits: include the last answer
         account = await _account(user_id, limits, now)
         with _book().lock:
             spent, reserved = account.spent, account.reserved

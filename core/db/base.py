@@ -203,6 +203,11 @@ class Database(ABC):
         awrite_batched(); DuckDB journals it and commits in the background."""
         await self.awrite_batched(write.apply, item)
 
+    async def acaught_up(self) -> None:  # noqa: B027 - a no-op unless overridden
+        """Until every journaled write has committed and run its after-commit work (for
+        in-process state that follows commits); nothing to wait for where they commit at
+        once. Reads wait for this themselves."""
+
     @abstractmethod
     def write_soon(
         self, fn: Callable[Concatenate[Tx, P], Any], *args: P.args, **kwargs: P.kwargs

@@ -213,6 +213,12 @@ class DuckDBDatabase(Database):
         with self._journal_lock:
             return self._last_journaled if self._uncommitted else None
 
+    async def acaught_up(self) -> None:
+        pending = self._journaled_pending()
+        if pending is not None:  # shielded: a reader going away must not cancel the write
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(pending))
+
     def read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
@@ -230,10 +236,7 @@ class DuckDBDatabase(Database):
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Like read(), on a worker thread so the event loop keeps serving."""
-        pending = self._journaled_pending()
-        if pending is not None:  # shielded: a reader going away must not cancel the write
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wrap_future(pending))
+        await self.acaught_up()
         return await asyncio.to_thread(functools.partial(self.read, fn, *args, **kwargs))
 
     # -- writes ----------------------------------------------------------------------

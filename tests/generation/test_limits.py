@@ -4,6 +4,7 @@ reaches OpenRouter, against the stand-in and a real database."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -359,6 +360,27 @@ def test_a_refused_call_says_why_and_when_the_budget_resets(admin, alice, stub):
     assert response["x-should-retry"] == "false"
     assert response["Retry-After"] == str(2 * 3600)
     assert upstream_calls(stub) == []
+
+
+@pytest.mark.duckdb_only  # the journal's window (decision 52); PostgreSQL commits at once
+def test_a_call_answered_but_not_yet_committed_does_not_hold_its_bound_against_the_next(
+    admin, alice, stub, database
+):
+    per_call = chat_bound(40)
+    put_limits(admin, alice, budget_usd=str(round(per_call * 1.5, 6)), budget_period="month")
+    body = {"model": CHAT, "messages": HI, "max_tokens": 40}
+    assert alice.client.call("GET", "/api/users/me/limits").status_code == 200  # loaded
+    gate = threading.Event()
+    database.write_soon(lambda tx: gate.wait(30))  # answers are journaled, not committed
+    threading.Timer(0.5, gate.set).start()
+    try:
+        first = alice.client.call("POST", "/api/ai/chat", body)
+        assert first.status_code == 200, first.content
+        # Its bound is still held until the commit: the next call waits for it, and fits.
+        second = alice.client.call("POST", "/api/ai/chat", body)
+        assert second.status_code == 200, second.content
+    finally:
+        gate.set()
 
 
 def test_forty_concurrent_calls_never_exceed_the_budget(admin, alice, stub, database):
