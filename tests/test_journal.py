@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -231,3 +232,26 @@ def test_a_stream_whose_id_was_sent_is_booked_after_a_crash_even_if_never_commit
         assert row == ("interrupted", 0.01)  # at the reserved upper bound: never free
     finally:
         reopened.close()
+
+
+def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
+    alice, database, monkeypatch
+):
+    from core.db import database as backend
+
+    monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
+    groups: list[int] = []
+    real = backend.DuckDBDatabase._run_group
+    monkeypatch.setattr(
+        backend.DuckDBDatabase,
+        "_run_group",
+        lambda self, con, batch: (groups.append(len(batch)), real(self, con, batch))[1],
+    )
+    calls = [settled_call(uuid.UUID(alice.id)) for _ in range(3)]
+    for final, usage in calls:
+        acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    started = time.monotonic()
+    seen = [stored(database, final.id)[0] for final, _ in calls]  # hurries the writer
+    assert time.monotonic() - started < 4  # not the 5 s linger
+    assert seen == [("completed", 0.00042, "hi there")] * 3
+    assert groups == [3]  # one transaction for the three answers

@@ -873,12 +873,6 @@ def test_no_response_and_no_log_line_ever_contains_the_api_key(
 # -- durability: what is acknowledged survives kill -9; what is cut off is booked -------------
 
 
-def rows_after_kill(server: GatewayServer, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """With the server killed (nothing flushed, nothing closed), read its database."""
-    assert not server.running
-    return server.query(sql, params)
-
-
 def test_acknowledged_answers_and_their_usage_survive_a_hard_kill(
     alice: Api, ai_gateway: GatewayServer, stub: StubServer
 ) -> None:
@@ -893,24 +887,25 @@ def test_acknowledged_answers_and_their_usage_survive_a_hard_kill(
     done = streamed.events[-1]
     assert done[0] == "done", streamed.events
     ids = [answer["id"] for answer in answers] + [done[1]["id"]]
-    ai_gateway.kill()  # SIGKILL right after the answers: their rows must already be committed
+    ai_gateway.kill()  # SIGKILL right after the answers: their rows must already be durable
+    ai_gateway.start()  # replays what the journal holds (decision 52)
+    costs = {answer["id"]: answer["usage"]["cost"] for answer in answers}
+    costs[done[1]["id"]] = done[1]["usage"]["cost"]
+    for generation_id, cost in costs.items():
+        stored = alice.get(f"/api/generations/{generation_id}")
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["status"] == "completed"
+        assert stored.json()["usage"]["cost"] == cost
+    ai_gateway.stop()
     try:
-        usage = rows_after_kill(
-            ai_gateway,
+        usage = ai_gateway.query(
             "SELECT CAST(generation_id AS VARCHAR), status, cost FROM usage_records"
             " WHERE CAST(generation_id AS VARCHAR) = ANY(?::VARCHAR[])",
             [ids],
         )
     finally:
         ai_gateway.start()
-    costs = {answer["id"]: answer["usage"]["cost"] for answer in answers}
-    costs[done[1]["id"]] = done[1]["usage"]["cost"]
     assert sorted(usage) == sorted((gid, "ok", cost) for gid, cost in costs.items())
-    for generation_id, cost in costs.items():
-        stored = alice.get(f"/api/generations/{generation_id}")
-        assert stored.status_code == 200, stored.text
-        assert stored.json()["status"] == "completed"
-        assert stored.json()["usage"]["cost"] == cost
 
 
 def test_a_call_cut_off_by_a_hard_kill_is_booked_as_interrupted_on_restart(
