@@ -1,5 +1,5 @@
 """The official `openai` SDK, current 3.x and last 2.x, sync and async, against the real
-gateway (uvicorn, DuckDB) in front of the OpenRouter stand-in, which refuses any
+gateway (uvicorn, on the run's backend) in front of the OpenRouter stand-in, which refuses any
 generation request without a `user` (require_user).
 
 The SDK scenarios live in tests/e2e/openai_sdk/scenarios.py and run in a subprocess per
@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
@@ -165,14 +164,13 @@ def test_usage_and_history_are_recorded_for_sdk_calls(
 ) -> None:
     completed = [sdk_runs[v][n]["id"] for v in VERSIONS for n in ("chat_plain", "chat_stream")]
     abandoned = [sdk_runs[v]["stream_abandoned"]["id"] for v in VERSIONS]
-    gateway.stop()
+    gateway.stop()  # flushes the buffered usage rows (and frees a DuckDB file for reading)
     try:
-        with duckdb.connect(str(gateway.db_path), read_only=True) as db:
-            rows = db.execute(
-                "SELECT CAST(generation_id AS VARCHAR), kind, status, error_code, cost, tokens_in"
-                " FROM usage_records WHERE user_id = ?",
-                [account["id"]],
-            ).fetchall()
+        rows = gateway.query(
+            "SELECT CAST(generation_id AS VARCHAR), kind, status, error_code, cost, tokens_in"
+            " FROM usage_records WHERE user_id = ?",
+            [account["id"]],
+        )
     finally:
         gateway.start()
     by_id = {row[0]: row for row in rows}
