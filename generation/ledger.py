@@ -175,20 +175,26 @@ class Call:
     def id(self) -> UUID:
         return self.row.id
 
-    def write_pending(self) -> asyncio.Future[None]:
-        """Start writing the pending row now, if that has not started yet."""
+    def write_pending(self, *, journaled: bool = False) -> asyncio.Future[None]:
+        """Start writing the pending row now, if that has not started yet: queued to the
+        writer, or journaled when someone is about to be told the call's id."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self.pending is None:
-            self.pending = asyncio.ensure_future(get_database().awrite_journaled(PENDING, self.row))
+            db = get_database()
+            self.pending = (
+                asyncio.ensure_future(db.awrite_journaled(PENDING, self.row))
+                if journaled
+                else db.awrite_batched(repo.insert_pending_generations, self.row)
+            )
         return self.pending
 
     async def durable(self) -> None:
         """Until the pending row is durable, so the call's id survives a crash (streams
         send it before the call settles). A failed write is settled as an insert later."""
         with contextlib.suppress(DatabaseError):
-            await asyncio.shield(self.write_pending())
+            await asyncio.shield(self.write_pending(journaled=True))
 
     @property
     def upstream_user(self) -> str:
@@ -337,6 +343,8 @@ def _settled_line(item: tuple[Generation, UsageRecord, float, UUID | None]) -> l
 
 # The ledger's writes are journaled (decision 52): durable once their journal line is on
 # disk, committed by the writer right after; a crash in between is replayed at start-up.
+# The pending row is journaled only when a stream is about to send the call's id: otherwise
+# nobody has heard of the call yet, and the row need only reach the writer.
 PENDING = Journaled(
     "generation.ledger:PENDING",
     repo.insert_pending_generations,

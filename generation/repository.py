@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -253,7 +253,7 @@ def insert_settled_generations(
 
 def settled_line(final: Generation, usage: UsageRecord) -> list[Any]:
     """What the journal keeps of a settled call (core/db/journal.py, decision 52)."""
-    return [final.as_insert_row(), list(astuple(usage))]
+    return [final.as_insert_row(), _usage_row(usage)]
 
 
 def replay_pending(tx: Tx, lines: Sequence[Sequence[Any]]) -> None:
@@ -489,12 +489,15 @@ def update_video_job(tx: Tx, job_id: UUID, **changes: Any) -> VideoJob | None:
 
 
 def insert_usage(tx: Tx, records: Sequence[UsageRecord]) -> None:
-    rows = [
-        (r.occurred_at, r.user_id, r.kind, r.model, r.tokens_in, r.tokens_out, r.cost,
-         r.latency_ms, r.status, r.error_code, r.generation_id)
-        for r in records
+    _insert_usage_rows(tx, [_usage_row(r) for r in records])
+
+
+def _usage_row(r: UsageRecord) -> list[Any]:
+    """The row's values in _USAGE_COLUMNS order, which is also UsageRecord's field order."""
+    return [
+        r.occurred_at, r.user_id, r.kind, r.model, r.tokens_in, r.tokens_out, r.cost,
+        r.latency_ms, r.status, r.error_code, r.generation_id,
     ]  # fmt: skip
-    _insert_usage_rows(tx, rows)
 
 
 # -- user deletion ------------------------------------------------------------------------
