@@ -117,20 +117,56 @@ class PostgresConnection:
 
 
 class PostgresTx(Tx):
-    """A write function's transaction on one pooled connection."""
+    """A write function's transaction on one pooled connection, in pipeline mode.
 
-    __slots__ = ("_db", "holds_publication", "raw")
+    Statements are sent without waiting for their results until one is read (`fetch*`)
+    or the transaction ends, so BEGIN, the writes and COMMIT of a function that reads
+    nothing take one round trip instead of one each: each round trip is a wake-up of the
+    database thread and a GIL hand-over with the event loop (decision 53). An error is
+    raised when the results are read, at the latest by COMMIT's; the server skips the
+    rest of the transaction after it, so nothing after a failed statement takes effect.
+    A text of several statements (migrations) or the raw connection (COPY) ends the
+    pipeline first; they run as before."""
+
+    __slots__ = ("_db", "_pipeline", "_raw", "holds_publication")
 
     dialect: Dialect = POSTGRESQL
 
     def __init__(self, raw: psycopg.Connection[Any], db: PostgresDatabase) -> None:
         super().__init__()
-        self.raw = raw
+        self._raw = raw
         self._db = db
+        self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
         self.holds_publication = False
 
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        """The connection, out of pipeline mode (COPY cannot be pipelined)."""
+        self.send_pending()
+        return self._raw
+
     def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
-        return _execute(self.raw, sql, params)
+        if params is None:
+            self.send_pending()  # several statements in one text cannot be pipelined
+        return _execute(self._raw, sql, params)
+
+    def start_pipeline(self) -> None:
+        pipeline = self._raw.pipeline()
+        pipeline.__enter__()
+        self._pipeline = pipeline
+
+    def send_pending(self) -> None:
+        """Leave pipeline mode: send what is queued, read its results, raise its error."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)
+
+    def abandon_pipeline(self, exc: BaseException) -> None:
+        """Leave pipeline mode after `exc`, which psycopg keeps over its own errors."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            with contextlib.suppress(Exception):
+                pipeline.__exit__(type(exc), exc, exc.__traceback__)
 
     def serialize_publication(self) -> None:
         if not self.holds_publication:
@@ -412,12 +448,16 @@ class PostgresDatabase(Database):
                     with pool.connection() as con:
                         tx = PostgresTx(con, self)
                         try:
+                            tx.start_pipeline()
                             con.execute("BEGIN")
                             result = fn(tx, *args, **kwargs)
                             committing = True
                             self._commit(con, tx)
-                        except BaseException:
-                            if not committing:
+                        except BaseException as exc:
+                            tx.abandon_pipeline(exc)
+                            # A COMMIT whose connection broke may have been applied; any
+                            # other error left the transaction open (failed) or ended it.
+                            if not (committing and con.broken):
                                 _rollback(con)
                             raise
                         finally:
@@ -440,12 +480,13 @@ class PostgresDatabase(Database):
             self._local.writing = False
 
     def _commit(self, con: psycopg.Connection[Any], tx: PostgresTx) -> None:
-        if not tx.publishes:
-            con.execute("COMMIT")
-            return
-        tx.serialize_publication()  # released by write() once the callbacks ran
+        publishes = tx.publishes
+        if publishes:
+            tx.serialize_publication()  # released by write() once the callbacks ran
         con.execute("COMMIT")
-        tx.run_after_commit()
+        tx.send_pending()  # the round trip: what is queued, then COMMIT
+        if publishes:
+            tx.run_after_commit()
 
     def _lost_connection(self, exc: BaseException) -> None:
         """After a dead connection, check the idle ones too (a restarted server killed
