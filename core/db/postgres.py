@@ -120,13 +120,14 @@ class PostgresTx(Tx):
     """A write function's transaction on one pooled connection, in pipeline mode.
 
     Statements are sent without waiting for their results until one is read (`fetch*`)
-    or the transaction ends, so BEGIN, the writes and COMMIT of a function that reads
-    nothing take one round trip instead of one each: each round trip is a wake-up of the
-    database thread and a GIL hand-over with the event loop (decision 53). An error is
-    raised when the results are read, at the latest by COMMIT's; the server skips the
-    rest of the transaction after it, so nothing after a failed statement takes effect.
-    A text of several statements (migrations) or the raw connection (COPY) ends the
-    pipeline first; they run as before."""
+    or the function returns, so BEGIN and the writes of a function that reads nothing
+    take one round trip and COMMIT another, instead of one each: each round trip is a
+    wake-up of the database thread and a GIL hand-over with the event loop (decision 53).
+    An error is raised when the results are read, at the latest before COMMIT is sent;
+    the server skips the rest of the pipeline after it, so nothing after a failed
+    statement takes effect, and a connection lost before COMMIT is retried as before. A
+    text of several statements (migrations) or the raw connection (COPY) ends the
+    pipeline first."""
 
     __slots__ = ("_db", "_pipeline", "_raw", "holds_publication")
 
@@ -451,13 +452,12 @@ class PostgresDatabase(Database):
                             tx.start_pipeline()
                             con.execute("BEGIN")
                             result = fn(tx, *args, **kwargs)
+                            tx.send_pending()
                             committing = True
                             self._commit(con, tx)
                         except BaseException as exc:
                             tx.abandon_pipeline(exc)
-                            # A COMMIT whose connection broke may have been applied; any
-                            # other error left the transaction open (failed) or ended it.
-                            if not (committing and con.broken):
+                            if not committing:
                                 _rollback(con)
                             raise
                         finally:
@@ -480,13 +480,12 @@ class PostgresDatabase(Database):
             self._local.writing = False
 
     def _commit(self, con: psycopg.Connection[Any], tx: PostgresTx) -> None:
-        publishes = tx.publishes
-        if publishes:
-            tx.serialize_publication()  # released by write() once the callbacks ran
+        if not tx.publishes:
+            con.execute("COMMIT")
+            return
+        tx.serialize_publication()  # released by write() once the callbacks ran
         con.execute("COMMIT")
-        tx.send_pending()  # the round trip: what is queued, then COMMIT
-        if publishes:
-            tx.run_after_commit()
+        tx.run_after_commit()
 
     def _lost_connection(self, exc: BaseException) -> None:
         """After a dead connection, check the idle ones too (a restarted server killed
