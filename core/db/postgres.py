@@ -120,16 +120,17 @@ class PostgresTx(Tx):
     """A write function's transaction on one pooled connection, in pipeline mode.
 
     Statements are sent without waiting for their results until one is read (`fetch*`)
-    or the function returns, so BEGIN and the writes of a function that reads nothing
-    take one round trip and COMMIT another, instead of one each: each round trip is a
-    wake-up of the database thread and a GIL hand-over with the event loop (decision 53).
-    An error is raised when the results are read, at the latest before COMMIT is sent;
-    the server skips the rest of the pipeline after it, so nothing after a failed
-    statement takes effect, and a connection lost before COMMIT is retried as before. A
-    text of several statements (migrations) or the raw connection (COPY) ends the
-    pipeline first."""
+    or the function returns, so a transaction takes two round trips instead of one per
+    statement: BEGIN and the statements up to the last read, then COMMIT (preceded by
+    the statements after that read, if any, in a round trip of their own). Each round
+    trip is a wake-up of the database thread and a GIL hand-over with the event loop
+    (decision 53). An error is raised when the results are read, and always before
+    COMMIT is sent: the server skips the rest of the pipeline after it, so nothing after
+    a failed statement takes effect, and a connection lost before COMMIT is retried as
+    before. A text of several statements (migrations) or the raw connection (COPY) ends
+    the pipeline first."""
 
-    __slots__ = ("_db", "_pipeline", "_raw", "holds_publication")
+    __slots__ = ("_db", "_pipeline", "_queues", "_raw", "holds_publication")
 
     dialect: Dialect = POSTGRESQL
 
@@ -138,6 +139,7 @@ class PostgresTx(Tx):
         self._raw = raw
         self._db = db
         self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
+        self._queues: psycopg.Pipeline | None = None
         self.holds_publication = False
 
     @property
@@ -153,8 +155,16 @@ class PostgresTx(Tx):
 
     def start_pipeline(self) -> None:
         pipeline = self._raw.pipeline()
-        pipeline.__enter__()
+        self._queues = pipeline.__enter__()
         self._pipeline = pipeline
+
+    @property
+    def answered(self) -> bool:
+        """Whether every statement sent so far has had its result read."""
+        queues = self._queues
+        return self._pipeline is None or not (
+            queues is None or queues.command_queue or queues.result_queue
+        )
 
     def send_pending(self) -> None:
         """Leave pipeline mode: send what is queued, read its results, raise its error."""
@@ -452,7 +462,8 @@ class PostgresDatabase(Database):
                             tx.start_pipeline()
                             con.execute("BEGIN")
                             result = fn(tx, *args, **kwargs)
-                            tx.send_pending()
+                            if not tx.answered:  # their outcome before COMMIT is sent
+                                tx.send_pending()
                             committing = True
                             self._commit(con, tx)
                         except BaseException as exc:
@@ -480,12 +491,13 @@ class PostgresDatabase(Database):
             self._local.writing = False
 
     def _commit(self, con: psycopg.Connection[Any], tx: PostgresTx) -> None:
-        if not tx.publishes:
-            con.execute("COMMIT")
-            return
-        tx.serialize_publication()  # released by write() once the callbacks ran
+        publishes = tx.publishes
+        if publishes:
+            tx.serialize_publication()  # released by write() once the callbacks ran
         con.execute("COMMIT")
-        tx.run_after_commit()
+        tx.send_pending()  # a COMMIT queued behind answered statements goes now
+        if publishes:
+            tx.run_after_commit()
 
     def _lost_connection(self, exc: BaseException) -> None:
         """After a dead connection, check the idle ones too (a restarted server killed
