@@ -15,7 +15,7 @@ import pytest
 from accounts import repository as accounts_repo
 from accounts import services as accounts_services
 from accounts.identity import get_directory
-from core.db import DatabaseBusy, DuckDBDatabase, IntegrityViolation
+from core.db import DatabaseBusy, DatabaseError, DuckDBDatabase, IntegrityViolation
 from core.db.database import list_migrations, schema_version
 from core.db.postgres import PostgresDatabase, postgres_migrations, to_psycopg
 from core.errors import ApiError
@@ -262,6 +262,28 @@ def test_a_failed_statement_in_a_pipelined_write_commits_nothing_before_it(datab
     database.write(lambda tx: tx.execute(insert, ["next"]))  # the connection is usable
     rows = database.read(lambda con: con.execute("SELECT action FROM audit_log").fetchall())
     assert rows == [("next",)]
+
+
+def test_writes_failing_in_the_pipeline_leave_no_stale_prepared_statement(database):
+    # psycopg prepares a statement on its fifth run; in a pipeline the server aborted, it
+    # could record one as prepared that the server skipped, and a later write failed with
+    # "prepared statement … does not exist".
+    def write(tx, divisor, n):
+        tx.execute("SELECT 1 / ?", [divisor])
+        tx.execute("INSERT INTO audit_log (occurred_at, action) VALUES (now(), ?)", [str(n)])
+        return tx.execute("SELECT count(*) FROM audit_log WHERE action >= ?", [""]).fetchone()
+
+    failed = 0
+    for n in range(30):
+        try:
+            database.write(write, 0 if n % 3 == 0 else 1, n)
+        except DatabaseError as exc:
+            assert "division by zero" in str(exc)
+            failed += 1
+    assert failed == 10
+    assert database.read(lambda con: con.execute("SELECT count(*) FROM audit_log").fetchone()) == (
+        20,
+    )
 
 
 def test_a_pipelined_write_reads_what_it_wrote_before(database):

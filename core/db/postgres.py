@@ -172,12 +172,15 @@ class PostgresTx(Tx):
         if pipeline is not None:
             pipeline.__exit__(None, None, None)
 
-    def abandon_pipeline(self, exc: BaseException) -> None:
-        """Leave pipeline mode after `exc`, which psycopg keeps over its own errors."""
+    def abandon_pipeline(self) -> bool:
+        """Leave pipeline mode after an error; False if what was still queued failed."""
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
-            with contextlib.suppress(Exception):
-                pipeline.__exit__(type(exc), exc, exc.__traceback__)
+            try:
+                pipeline.__exit__(None, None, None)
+            except psycopg.Error:
+                return False
+        return True
 
     def serialize_publication(self) -> None:
         if not self.holds_publication:
@@ -467,8 +470,13 @@ class PostgresDatabase(Database):
                             committing = True
                             self._commit(con, tx)
                         except BaseException as exc:
-                            tx.abandon_pipeline(exc)
-                            if not committing:
+                            if not tx.abandon_pipeline() or isinstance(exc, psycopg.Error):
+                                # A pipeline the server aborted can leave psycopg's cache
+                                # of prepared statements naming ones the server never
+                                # prepared ("prepared statement _pg3_2 does not exist" on
+                                # a later write): the pool replaces a closed connection.
+                                con.close()
+                            elif not committing:
                                 _rollback(con)
                             raise
                         finally:
