@@ -196,29 +196,63 @@ def insert_refresh_token(
     )
 
 
-def consume_refresh_tokens(tx: Tx, successors: dict[str, str], now: datetime) -> set[str]:
-    """Revoke each live token {jti: successor jti} in favour of its successor, in one
-    statement; the jtis that were live (and are now consumed)."""
+# A successor token: (jti, user_id, family, issued_at, expires_at).
+TokenRow = tuple[str, UUID, str, datetime, datetime]
+
+_CONSUME_REFRESH_TOKENS = (
+    "UPDATE refresh_tokens SET revoked_at = ?, replaced_by = s.successor"
+    " FROM (SELECT unnest(?::VARCHAR[]) AS jti, unnest(?::VARCHAR[]) AS successor) AS s"
+    " WHERE refresh_tokens.jti = s.jti AND refresh_tokens.revoked_at IS NULL"
+    " AND refresh_tokens.expires_at > ? RETURNING refresh_tokens.jti"
+)
+_INSERT_REFRESH_TOKENS = (
+    "INSERT INTO refresh_tokens (jti, user_id, family, issued_at, expires_at)"
+    " SELECT unnest(?::VARCHAR[]), unnest(?::UUID[]), unnest(?::VARCHAR[]),"
+    " unnest(?::TIMESTAMP[]), unnest(?::TIMESTAMP[])"
+)
+# PostgreSQL: both of the above as one statement (DuckDB has no data-modifying WITH), so
+# a rotation is one round trip before its COMMIT. The UPDATE's row lock makes a concurrent
+# rotation of the same token wait and re-check `revoked_at IS NULL`: one winner, as before.
+_ROTATE_REFRESH_TOKENS_POSTGRESQL = (
+    "WITH s AS (SELECT unnest(?::VARCHAR[]) AS jti, unnest(?::VARCHAR[]) AS successor,"
+    " unnest(?::UUID[]) AS user_id, unnest(?::VARCHAR[]) AS family,"
+    " unnest(?::TIMESTAMP[]) AS issued_at, unnest(?::TIMESTAMP[]) AS expires_at),"
+    " consumed AS (UPDATE refresh_tokens SET revoked_at = ?, replaced_by = s.successor FROM s"
+    " WHERE refresh_tokens.jti = s.jti AND refresh_tokens.revoked_at IS NULL"
+    " AND refresh_tokens.expires_at > ?"
+    " RETURNING refresh_tokens.jti, s.successor, s.user_id, s.family, s.issued_at,"
+    " s.expires_at),"
+    " inserted AS (INSERT INTO refresh_tokens (jti, user_id, family, issued_at, expires_at)"
+    " SELECT successor, user_id, family, issued_at, expires_at FROM consumed)"
+    " SELECT jti FROM consumed"
+)
+
+
+def rotate_refresh_tokens(tx: Tx, successors: dict[str, TokenRow], now: datetime) -> set[str]:
+    """Revoke each live token {jti: successor row} in favour of its successor and insert
+    the successor; the jtis that were live (and are now consumed)."""
+    if not successors:
+        return set()
+    if tx.dialect == POSTGRESQL:
+        columns = [list(column) for column in zip(*successors.values(), strict=True)]
+        rows = tx.execute(
+            _ROTATE_REFRESH_TOKENS_POSTGRESQL, [list(successors), *columns, now, now]
+        ).fetchall()
+        return {row[0] for row in rows}
     rows = tx.execute(
-        "UPDATE refresh_tokens SET revoked_at = ?, replaced_by = s.successor"
-        " FROM (SELECT unnest(?::VARCHAR[]) AS jti, unnest(?::VARCHAR[]) AS successor) AS s"
-        " WHERE refresh_tokens.jti = s.jti AND refresh_tokens.revoked_at IS NULL"
-        " AND refresh_tokens.expires_at > ? RETURNING refresh_tokens.jti",
-        [now, list(successors), list(successors.values()), now],
+        _CONSUME_REFRESH_TOKENS,
+        [now, list(successors), [row[0] for row in successors.values()], now],
     ).fetchall()
-    return {row[0] for row in rows}
+    consumed = {row[0] for row in rows}
+    insert_refresh_tokens(tx, [row for jti, row in successors.items() if jti in consumed])
+    return consumed
 
 
-def insert_refresh_tokens(tx: Tx, rows: list[tuple[str, UUID, str, datetime, datetime]]) -> None:
+def insert_refresh_tokens(tx: Tx, rows: list[TokenRow]) -> None:
     """Insert (jti, user_id, family, issued_at, expires_at) rows in one statement."""
     if rows:
         columns = [list(column) for column in zip(*rows, strict=True)]
-        tx.execute(
-            "INSERT INTO refresh_tokens (jti, user_id, family, issued_at, expires_at)"
-            " SELECT unnest(?::VARCHAR[]), unnest(?::UUID[]), unnest(?::VARCHAR[]),"
-            " unnest(?::TIMESTAMP[]), unnest(?::TIMESTAMP[])",
-            columns,
-        )
+        tx.execute(_INSERT_REFRESH_TOKENS, columns)
 
 
 def get_refresh_token(con: Connection | Tx, jti: str) -> RefreshTokenRow | None:

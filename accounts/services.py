@@ -263,26 +263,24 @@ class Rotation:
 
 
 def rotate_refresh_tokens(tx: Tx, rotations: list[Rotation]) -> list[str]:
-    """Rotate a burst of refresh tokens with two set-based statements; for each rotation
-    "rotated", "reused" or "invalid". When one token appears twice in the burst, the first
-    wins and the second is a reuse, exactly as if they had arrived one after the other."""
+    """Rotate a burst of refresh tokens with one set-based statement (two on DuckDB); for
+    each rotation "rotated", "reused" or "invalid". When one token appears twice in the
+    burst, the first wins and the second is a reuse, exactly as if they had arrived one
+    after the other."""
     now = utcnow()
     first: dict[str, Rotation] = {}
     for rotation in rotations:
         first.setdefault(rotation.claims.jti, rotation)
-    consumed = repo.consume_refresh_tokens(
-        tx, {jti: r.successor.jti for jti, r in first.items()}, now
-    )
-    winners = [first[jti] for jti in first if jti in consumed]
-    repo.insert_refresh_tokens(
+    consumed = repo.rotate_refresh_tokens(
         tx,
-        [
-            (r.successor.jti, r.claims.user_id, r.successor.family, r.successor.issued_at,
-             r.successor.expires_at)
-            for r in winners
-        ],
+        {
+            jti: (r.successor.jti, r.claims.user_id, r.successor.family, r.successor.issued_at,
+                  r.successor.expires_at)
+            for jti, r in first.items()
+        },
+        now,
     )  # fmt: skip
-    won = {id(r) for r in winners}
+    won = {id(first[jti]) for jti in consumed}
     return [
         "rotated" if id(r) in won else _refused_refresh(tx, r.claims, r.directory, now)
         for r in rotations

@@ -117,20 +117,70 @@ class PostgresConnection:
 
 
 class PostgresTx(Tx):
-    """A write function's transaction on one pooled connection."""
+    """A write function's transaction on one pooled connection, in pipeline mode.
 
-    __slots__ = ("_db", "holds_publication", "raw")
+    Statements are sent without waiting for their results until one is read (`fetch*`)
+    or the function returns, so a transaction takes two round trips instead of one per
+    statement: BEGIN and the statements up to the last read, then COMMIT (preceded by
+    the statements after that read, if any, in a round trip of their own). Each round
+    trip is a wake-up of the database thread and a GIL hand-over with the event loop
+    (decision 53). An error is raised when the results are read, and always before
+    COMMIT is sent: the server skips the rest of the pipeline after it, so nothing after
+    a failed statement takes effect, and a connection lost before COMMIT is retried as
+    before. A text of several statements (migrations) or the raw connection (COPY) ends
+    the pipeline first."""
+
+    __slots__ = ("_db", "_pipeline", "_queues", "_raw", "holds_publication")
 
     dialect: Dialect = POSTGRESQL
 
     def __init__(self, raw: psycopg.Connection[Any], db: PostgresDatabase) -> None:
         super().__init__()
-        self.raw = raw
+        self._raw = raw
         self._db = db
+        self._pipeline: contextlib.AbstractContextManager[psycopg.Pipeline] | None = None
+        self._queues: psycopg.Pipeline | None = None
         self.holds_publication = False
 
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        """The connection, out of pipeline mode (COPY cannot be pipelined)."""
+        self.send_pending()
+        return self._raw
+
     def execute(self, sql: str, params: Any = None) -> psycopg.Cursor[Any]:
-        return _execute(self.raw, sql, params)
+        if params is None:
+            self.send_pending()  # several statements in one text cannot be pipelined
+        return _execute(self._raw, sql, params)
+
+    def start_pipeline(self) -> None:
+        pipeline = self._raw.pipeline()
+        self._queues = pipeline.__enter__()
+        self._pipeline = pipeline
+
+    @property
+    def answered(self) -> bool:
+        """Whether every statement sent so far has had its result read."""
+        queues = self._queues
+        return self._pipeline is None or not (
+            queues is None or queues.command_queue or queues.result_queue
+        )
+
+    def send_pending(self) -> None:
+        """Leave pipeline mode: send what is queued, read its results, raise its error."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.__exit__(None, None, None)
+
+    def abandon_pipeline(self) -> bool:
+        """Leave pipeline mode after an error; False if what was still queued failed."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            try:
+                pipeline.__exit__(None, None, None)
+            except psycopg.Error:
+                return False
+        return True
 
     def serialize_publication(self) -> None:
         if not self.holds_publication:
@@ -412,12 +462,21 @@ class PostgresDatabase(Database):
                     with pool.connection() as con:
                         tx = PostgresTx(con, self)
                         try:
+                            tx.start_pipeline()
                             con.execute("BEGIN")
                             result = fn(tx, *args, **kwargs)
+                            if not tx.answered:  # their outcome before COMMIT is sent
+                                tx.send_pending()
                             committing = True
                             self._commit(con, tx)
-                        except BaseException:
-                            if not committing:
+                        except BaseException as exc:
+                            if not tx.abandon_pipeline() or isinstance(exc, psycopg.Error):
+                                # A pipeline the server aborted can leave psycopg's cache
+                                # of prepared statements naming ones the server never
+                                # prepared ("prepared statement _pg3_2 does not exist" on
+                                # a later write): the pool replaces a closed connection.
+                                con.close()
+                            elif not committing:
                                 _rollback(con)
                             raise
                         finally:
@@ -440,12 +499,13 @@ class PostgresDatabase(Database):
             self._local.writing = False
 
     def _commit(self, con: psycopg.Connection[Any], tx: PostgresTx) -> None:
-        if not tx.publishes:
-            con.execute("COMMIT")
-            return
-        tx.serialize_publication()  # released by write() once the callbacks ran
+        publishes = tx.publishes
+        if publishes:
+            tx.serialize_publication()  # released by write() once the callbacks ran
         con.execute("COMMIT")
-        tx.run_after_commit()
+        tx.send_pending()  # a COMMIT queued behind answered statements goes now
+        if publishes:
+            tx.run_after_commit()
 
     def _lost_connection(self, exc: BaseException) -> None:
         """After a dead connection, check the idle ones too (a restarted server killed
