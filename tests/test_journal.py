@@ -255,3 +255,24 @@ def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
     assert time.monotonic() - started < 4  # not the 5 s linger
     assert seen == [("completed", 0.00042, "hi there")] * 3
     assert groups == [3]  # one transaction for the three answers
+
+
+def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(
+    alice, database, stalled, monkeypatch
+):
+    from core.db import database as backend
+
+    monkeypatch.setattr(backend, "JOURNAL_BACKLOG", 2)
+    calls = [settled_call(uuid.UUID(alice.id)) for _ in range(3)]
+    for final, usage in calls[:2]:  # within the backlog: answered while the writer is stuck
+        acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    third = threading.Thread(
+        target=acknowledge, args=(database, ledger.INSERT_SETTLED, (*calls[2], 0.0, None))
+    )
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # the third waits for the writer
+    stalled.set()
+    third.join(10)
+    assert not third.is_alive()
+    assert stored(database, calls[2][0].id)[0] == ("completed", 0.00042, "hi there")

@@ -43,6 +43,9 @@ MAX_GROUP_COMMIT = 64
 # or another write is waiting: they are durable in the journal already, and one commit of
 # many rows costs little more CPU than a commit of one (decision 52).
 JOURNAL_LINGER = 0.05
+# Journaled writes the writer may owe at most: past this, a caller also waits for its own
+# commit, so an overloaded writer slows answers down instead of falling ever further behind.
+JOURNAL_BACKLOG = 256
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 DuckDBConnection = duckdb.DuckDBPyConnection
@@ -358,6 +361,10 @@ class DuckDBDatabase(Database):
         except DatabaseError as exc:  # not on disk: durable only once the writer commits it
             log.error("%s Waiting for the database's own commit instead.", exc)
             await asyncio.shield(asyncio.wrap_future(job))
+            return
+        if self._uncommitted > JOURNAL_BACKLOG:  # back-pressure (see JOURNAL_BACKLOG)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(job))
 
     def _journaled_committed(self, job: Future[Any]) -> None:
         failed = job.cancelled() or job.exception() is not None
