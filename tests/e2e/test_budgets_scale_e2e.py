@@ -43,6 +43,13 @@ def chat(fresh: Fresh, headers: dict[str, str], request_tag: str = "") -> httpx.
     return fresh.send("POST", "/api/ai/chat", request_tag, json=body, headers=headers)
 
 
+def admin_and_user(fresh: Fresh, prefix: str) -> tuple[dict[str, str], str, dict[str, str]]:
+    """The admin's headers, and a new user's id and headers."""
+    admin = bearer(log_in(fresh, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"])
+    email, user_id = register(fresh, prefix)
+    return admin, user_id, bearer(log_in(fresh, email)["access_token"])
+
+
 def upstream_chats(server: StubServer) -> int:
     return len([r for r in server.requests("/api/v1/chat/completions") if r["method"] == "POST"])
 
@@ -52,9 +59,7 @@ def test_forty_concurrent_calls_over_three_workers_never_exceed_one_budget(
     stub: StubServer,  # noqa: F811
 ) -> None:
     with Fresh(cluster) as fresh:
-        admin = bearer(log_in(fresh, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"])
-        email, user_id = register(fresh, "budgeted")
-        user = bearer(log_in(fresh, email)["access_token"])
+        admin, user_id, user = admin_and_user(fresh, "budgeted")
 
         def set_budget(amount: str) -> None:
             body = {"budget_usd": amount, "budget_period": "month"}
@@ -94,9 +99,7 @@ def test_a_model_disallowed_through_one_worker_is_refused_on_the_next_request_to
     cluster: GatewayServer,  # noqa: F811
 ) -> None:
     with Fresh(cluster) as fresh:
-        admin = bearer(log_in(fresh, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"])
-        email, user_id = register(fresh, "restricted")
-        user = bearer(log_in(fresh, email)["access_token"])
+        admin, user_id, user = admin_and_user(fresh, "restricted")
         tags: list[str] = []
         for _ in range(10):
             body = {"allowed_models": ["anthropic/*"]}
