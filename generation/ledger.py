@@ -30,7 +30,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from django.conf import settings
@@ -162,6 +162,7 @@ class Call:
     row: Generation  # the pending history row; answered() fills in the final fields
     outcome: CallOutcome  # the usage record of the upstream call
     pending: asyncio.Future[None] | None = None  # the pending row's write, once started
+    pending_queued: bool = False  # that write is in the writer's queue already (not journaled)
     _timer: asyncio.TimerHandle | None = None  # starts that write after PENDING_ROW_DELAY
     pieces: list[str] = field(default_factory=list)  # text streamed so far
     upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
@@ -186,9 +187,15 @@ class Call:
             self.pending = (
                 asyncio.ensure_future(db.awrite_journaled(PENDING, self.row))
                 if journaled
-                else db.awrite_batched(repo.insert_pending_generations, self.row)
+                else db.awrite_batched(_write_calls, self.row)
             )
+            self.pending_queued = not journaled  # a journaled write is queued by its task
+            self.pending.add_done_callback(self._pending_written)  # the settle may not await it
         return self.pending
+
+    def _pending_written(self, write: asyncio.Future[None]) -> None:
+        if not write.cancelled() and write.exception() is not None:
+            log.warning("the pending row of call %s was not written; its settle writes it", self.id)
 
     async def durable(self) -> None:
         """Until the pending row is durable, so the call's id survives a crash (streams
@@ -309,36 +316,39 @@ async def _settle(call: Call, final: Generation) -> None:
         raise
 
 
-# Final row, usage, the reservation released, and the id of the hold that ends.
-Settled = Sequence[tuple[Generation, UsageRecord, float, UUID | None]]
+class Settle(NamedTuple):
+    """A settled call as the ledger writes it."""
+
+    final: Generation
+    usage: UsageRecord
+    released: float  # the reservation given back
+    ends: UUID | None  # the id of the budget hold that ends with it
+    row_written: bool  # its pending row was written (queued) first: replace that row
 
 
-def _settle_calls(tx: Tx, settled: Settled) -> list[None]:
-    """Batched write: settle calls whose pending row exists and, after the commit, their
-    budgets."""
-    done = repo.settle_generations(tx, [(final, usage) for final, usage, _, _ in settled])
-    _book_settled(tx, settled)
-    return done
-
-
-def _insert_settled_calls(tx: Tx, settled: Settled) -> list[None]:
-    """Batched write: calls that settled before their pending row was written."""
-    done = repo.insert_settled_generations(tx, [(final, usage) for final, usage, _, _ in settled])
-    _book_settled(tx, settled)
-    return done
-
-
-def _book_settled(tx: Tx, settled: Settled) -> None:
-    for final, usage, released, ends in settled:
+def _write_calls(tx: Tx, items: Sequence[Generation | Settle]) -> list[None]:
+    """The ledger's one batched write: pending rows (Generation) and settled calls (Settle)
+    in whatever mix the writer gathered, in three or four statements: pending rows first
+    (a settle in the same batch follows its pending row), then the settled rows, then,
+    after the commit, the budgets. One function for all of them, so a batch is never cut
+    into a run per kind where pending rows and settles alternate (decision 54)."""
+    settles = [item for item in items if isinstance(item, Settle)]
+    repo.insert_pending_generations(tx, [item for item in items if isinstance(item, Generation)])
+    repo.record_settled(
+        tx,
+        [(s.final, s.usage) for s in settles if s.row_written],
+        [(s.final, s.usage) for s in settles if not s.row_written],
+    )
+    for s in settles:
         spend.note_booked(
-            tx, final.user_id, released=released, cost=usage.cost, at=usage.occurred_at,
-            reservation=ends,
+            tx, s.final.user_id, released=s.released, cost=s.usage.cost, at=s.usage.occurred_at,
+            reservation=s.ends,
         )  # fmt: skip
+    return [None] * len(items)
 
 
-def _settled_line(item: tuple[Generation, UsageRecord, float, UUID | None]) -> list[Any]:
-    final, usage, _, _ = item
-    return repo.settled_line(final, usage)
+def _settled_line(item: Settle) -> list[Any]:
+    return repo.settled_line(item.final, item.usage)
 
 
 # The ledger's writes are journaled (decision 52): durable once their journal line is on
@@ -346,14 +356,12 @@ def _settled_line(item: tuple[Generation, UsageRecord, float, UUID | None]) -> l
 # The pending row is journaled only when a stream is about to send the call's id: otherwise
 # nobody has heard of the call yet, and the row need only reach the writer.
 PENDING = Journaled(
-    "generation.ledger:PENDING",
-    repo.insert_pending_generations,
-    Generation.as_insert_row,
-    repo.replay_pending,
+    "generation.ledger:PENDING", _write_calls, Generation.as_insert_row, repo.replay_pending
 )
-SETTLE = Journaled("generation.ledger:SETTLE", _settle_calls, _settled_line, repo.replay_settled)
+SETTLE = Journaled("generation.ledger:SETTLE", _write_calls, _settled_line, repo.replay_settled)
+# The key journal lines of calls settled without a pending row had before decision 54.
 INSERT_SETTLED = Journaled(
-    "generation.ledger:INSERT_SETTLED", _insert_settled_calls, _settled_line, repo.replay_settled
+    "generation.ledger:INSERT_SETTLED", _write_calls, _settled_line, repo.replay_settled
 )
 
 
@@ -365,24 +373,23 @@ async def _commit(
     if call._timer is not None:  # settled before its pending row was due: never write it
         call._timer.cancel()
         call._timer = None
-    inserted = False
-    if call.pending is not None:
+    pending = call.pending
+    inserted = pending is not None
+    # A pending row already queued to a writer that commits in queue order (DuckDB's)
+    # commits before this settle, which need not wait for it (decision 54) and inserts the
+    # row should that write have failed.
+    if pending is not None and (pending.done() or not (db.ordered_writes and call.pending_queued)):
         try:
-            await call.pending
-            inserted = True
+            await pending
         except DatabaseError:
-            log.warning("the pending row of call %s was not written; writing it settled", call.id)
+            inserted = False
+    settled = Settle(final, usage, released, ends, row_written=inserted)
     if not call._also:
-        await db.awrite_journaled(
-            SETTLE if inserted else INSERT_SETTLED, (final, usage, released, ends)
-        )
+        await db.awrite_journaled(SETTLE, settled)
         return
 
     def settle_all(tx: Tx) -> None:
-        if inserted:
-            _settle_calls(tx, [(final, usage, released, ends)])
-        else:
-            _insert_settled_calls(tx, [(final, usage, released, ends)])
+        _write_calls(tx, [settled])
         for write in call._also:
             write(tx)
 

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from core.clock import aware
-from core.db import Connection, Dialects, Tx
+from core.db import DUCKDB, Connection, Dialects, Tx
 
 TERMINAL_VIDEO_STATES = frozenset({"completed", "failed", "cancelled", "expired"})
 
@@ -231,13 +231,7 @@ def settle_generations(
     tx: Tx, settled: Sequence[tuple[Generation, UsageRecord | None]]
 ) -> list[None]:
     """Batched write: each call's final history row and the usage row of its upstream call."""
-    rows = [
-        (g.id, g.model, g.status, g.output_text, g.media_json, g.error_code, g.error_message,
-         g.tokens_in, g.tokens_out, g.cost, _naive(g.finished_at), g.conversation_id)
-        for g, _ in settled
-    ]  # fmt: skip
-    tx.execute(_SETTLE_GENERATIONS, _columns(rows, len(_SETTLE_COLUMNS)))
-    insert_usage(tx, [usage for _, usage in settled if usage is not None])
+    record_settled(tx, settled, ())
     return [None] * len(settled)
 
 
@@ -246,9 +240,36 @@ def insert_settled_generations(
 ) -> list[None]:
     """Batched write: calls that settled before their pending row was written, final row
     and usage row inserted at once."""
-    insert_generations(tx, [g for g, _ in settled])
-    insert_usage(tx, [usage for _, usage in settled if usage is not None])
+    record_settled(tx, (), settled)
     return [None] * len(settled)
+
+
+def record_settled(
+    tx: Tx,
+    updated: Sequence[tuple[Generation, UsageRecord | None]],
+    inserted: Sequence[tuple[Generation, UsageRecord | None]],
+) -> None:
+    """Settled calls in a few statements: the final rows of `updated` replace their pending
+    rows, those of `inserted` are new, and the usage rows of both are inserted together.
+
+    On DuckDB the ledger queues a settle behind its pending row's write without waiting for
+    it (decision 54), so should that write have failed, the final row is inserted instead.
+    The count of updated rows comes with DuckDB's UPDATE; on PostgreSQL it would cost a
+    round trip, and there the ledger has waited for each pending row."""
+    usage = [usage for _, usage in (*updated, *inserted) if usage is not None]
+    if updated:
+        rows = [
+            (g.id, g.model, g.status, g.output_text, g.media_json, g.error_code,
+             g.error_message, g.tokens_in, g.tokens_out, g.cost, _naive(g.finished_at),
+             g.conversation_id)
+            for g, _ in updated
+        ]  # fmt: skip
+        cursor = tx.execute(_SETTLE_GENERATIONS, _columns(rows, len(_SETTLE_COLUMNS)))
+        if tx.dialect == DUCKDB and cursor.fetchone()[0] < len(rows):
+            found = _existing_generations(tx, [g.id for g, _ in updated])
+            inserted = [*inserted, *((g, u) for g, u in updated if g.id not in found)]
+    insert_generations(tx, [g for g, _ in inserted])
+    insert_usage(tx, usage)
 
 
 def settled_line(final: Generation, usage: UsageRecord) -> list[Any]:
@@ -285,6 +306,11 @@ def replay_settled(tx: Tx, lines: Sequence[Sequence[Any]]) -> None:
             insert_settled_generations(tx, [(final, usage)])
         else:
             insert_usage(tx, [usage])
+
+
+def _existing_generations(tx: Tx, ids: Sequence[UUID]) -> set[UUID]:
+    found = tx.execute("SELECT id FROM generations WHERE id IN (SELECT unnest(?::UUID[]))", [ids])
+    return {row[0] for row in found.fetchall()}
 
 
 def _exists(tx: Tx, where: str, *params: Any) -> bool:

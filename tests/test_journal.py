@@ -86,7 +86,7 @@ def test_an_acknowledged_settle_survives_a_crash_before_its_commit(
     alice, database, stalled, tmp_path
 ):
     final, usage = settled_call(uuid.UUID(alice.id))
-    acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    acknowledge(database, ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False))
     image = crash_image(database, tmp_path / "crash")
     assert "hi there" in Path(f"{image}.journal").read_text()
 
@@ -107,7 +107,7 @@ def test_a_replayed_settle_of_a_pending_row_is_not_booked_as_interrupted(alice, 
     gate = threading.Event()
     database.write_soon(lambda tx: gate.wait(30))
     try:
-        acknowledge(database, ledger.SETTLE, (final, usage, 0.0, None))
+        acknowledge(database, ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, True))
         image = crash_image(database, tmp_path / "crash")
     finally:
         gate.set()
@@ -180,7 +180,7 @@ def test_a_line_this_version_cannot_replay_is_kept_and_the_database_opens(databa
 
 def test_reads_wait_for_what_was_acknowledged(alice, database, stalled):
     final, usage = settled_call(uuid.UUID(alice.id))
-    acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+    acknowledge(database, ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False))
     seen: list[Any] = []
     reader = threading.Thread(target=lambda: seen.append(stored(database, final.id)))
     reader.start()
@@ -199,16 +199,18 @@ def test_the_journal_syncs_lines_appended_together_once(tmp_path, monkeypatch):
     real = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append(fd), real(fd))[1])
     journal = Journal(str(tmp_path / "j"))
+    synced: list[Any] = []
     try:
         with journal._cond:  # the sync thread cannot look until both lines are in
-            first = journal.append(b'["k",1]\n')
-            second = journal.append(b'["k",2]\n')
-        first.result(5)
-        second.result(5)
+            journal.append(b'["k",1]\n', synced.append)
+            journal.append(b'["k",2]\n', synced.append)
+        journal.close()  # writes and syncs what was handed over first
+        assert synced == [None, None]
         assert len(syncs) == 1
         assert read_lines(str(tmp_path / "j")) == [("k", 1), ("k", 2)]
     finally:
-        journal.close()
+        if journal._thread.is_alive():
+            journal.close()
 
 
 def test_a_stream_whose_id_was_sent_is_booked_after_a_crash_even_if_never_committed(
@@ -249,7 +251,7 @@ def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
     )
     calls = [settled_call(uuid.UUID(alice.id)) for _ in range(3)]
     for final, usage in calls:
-        acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+        acknowledge(database, ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False))
     started = time.monotonic()
     seen = [stored(database, final.id)[0] for final, _ in calls]  # hurries the writer
     assert time.monotonic() - started < 4  # not the 5 s linger
@@ -265,9 +267,10 @@ def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(
     monkeypatch.setattr(backend, "JOURNAL_BACKLOG", 2)
     calls = [settled_call(uuid.UUID(alice.id)) for _ in range(3)]
     for final, usage in calls[:2]:  # within the backlog: answered while the writer is stuck
-        acknowledge(database, ledger.INSERT_SETTLED, (final, usage, 0.0, None))
+        acknowledge(database, ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False))
     third = threading.Thread(
-        target=acknowledge, args=(database, ledger.INSERT_SETTLED, (*calls[2], 0.0, None))
+        target=acknowledge,
+        args=(database, ledger.SETTLE, ledger.Settle(*calls[2], 0.0, None, False)),
     )
     third.start()
     third.join(0.3)

@@ -102,6 +102,9 @@ class Database(ABC):
     """The process's database; a backend implements the abstract methods."""
 
     dialect: Dialect
+    # Writes commit one at a time, in the order they were queued (DuckDB's single writer):
+    # a write queued after another never commits before it, so it need not wait for it.
+    ordered_writes: bool = False
 
     def __init__(self) -> None:
         self._close_hooks: list[Callable[[Tx], None]] = []

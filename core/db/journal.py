@@ -19,9 +19,7 @@ import json
 import logging
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -33,6 +31,8 @@ from core.db.errors import DatabaseError
 log = logging.getLogger(__name__)
 
 I = TypeVar("I")  # noqa: E741 - an item of a batched write
+# Called from the journal's thread once a line is on disk (None) or could not be (the error).
+Synced = Callable[[DatabaseError | None], None]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,9 @@ def _journaled(key: str) -> Journaled[Any]:
 
 
 class Journal:
-    """An append-only file of lines, synced to disk by one thread for all of them."""
+    """An append-only file of lines, written and synced to disk by one thread for all of
+    them: a caller hands a line over and is called back once it is on disk, so no system
+    call runs on the caller's thread (the event loop)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -126,30 +128,19 @@ class Journal:
             raise DatabaseError(f"The journal {path} cannot be opened ({exc.strerror}).") from None
         self._size = os.fstat(self._fd).st_size
         self._cond = threading.Condition()
-        self._appended = 0  # lines appended so far
-        self._synced = 0  # lines known to be on disk
-        self._waiting: deque[tuple[int, Future[None]]] = deque()
+        self._queued: list[tuple[bytes, Synced]] = []  # lines handed over, not yet written
         self._closed = False
         self._thread = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
         self._thread.start()
 
-    def append(self, line: bytes) -> Future[None]:
-        """Write the line now; the future is done once it is on disk."""
-        future: Future[None] = Future()
+    def append(self, line: bytes, synced: Synced) -> None:
+        """Hand the line over; synced(None) is called from the journal's thread once it is
+        on disk, synced(error) if it could not be written or synced."""
         with self._cond:
             if self._closed:
                 raise DatabaseError("The journal is closed.")
-            try:
-                _write_all(self._fd, line)
-            except OSError as exc:  # never leave half a line for the next one to follow
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, self._size)
-                raise DatabaseError(f"The journal could not be written ({exc.strerror}).") from None
-            self._size += len(line)
-            self._appended += 1
-            self._waiting.append((self._appended, future))
+            self._queued.append((line, synced))
             self._cond.notify()
-        return future
 
     def empty(self) -> None:
         """Drop every line (the database has committed them all)."""
@@ -159,6 +150,7 @@ class Journal:
                 self._size = 0
 
     def close(self) -> None:
+        """Write and sync what was handed over, then close."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -168,29 +160,32 @@ class Journal:
     def _sync_loop(self) -> None:
         while True:
             with self._cond:
-                while self._synced == self._appended and not self._closed:
+                while not self._queued and not self._closed:
                     self._cond.wait()
-                if self._synced == self._appended:
+                if not self._queued:
                     return
-                target = self._appended
-            error: OSError | None = None
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                error = exc
-            with self._cond:
-                self._synced = target
-                ready = []
-                while self._waiting and self._waiting[0][0] <= target:
-                    ready.append(self._waiting.popleft()[1])
-            for future in ready:
-                with contextlib.suppress(InvalidStateError):  # its waiter was cancelled
-                    if error is None:
-                        future.set_result(None)
-                    else:
-                        future.set_exception(
-                            DatabaseError(f"The journal could not be synced ({error.strerror}).")
-                        )
+                batch, self._queued = self._queued, []
+                error = self._write(b"".join(line for line, _ in batch))
+            if error is None:
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    error = DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+            for _, synced in batch:
+                try:
+                    synced(error)
+                except Exception:
+                    log.exception("a journal callback failed")
+
+    def _write(self, data: bytes) -> DatabaseError | None:
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:  # never leave part of a line for the next one to follow
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)
+            return DatabaseError(f"The journal could not be written ({exc.strerror}).")
+        self._size += len(data)
+        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -120,12 +120,11 @@ def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
 
 def test_a_fast_call_settles_with_one_insert_and_no_pending_row(alice, stub, database, monkeypatch):
     monkeypatch.setattr("generation.ledger.PENDING_ROW_DELAY", 30.0)
-    pending = counting(monkeypatch, "insert_pending_generations")
-    settled = counting(monkeypatch, "insert_settled_generations")
+    inserted = counting(monkeypatch, "insert_generations")
     answer = alice.client.call("POST", "/api/generate/text", {"model": TEXT_MODEL, "prompt": "hi"})
     assert answer.status_code == 200, answer.content
     assert rows(database, "SELECT status FROM generations") == [("completed",)]
-    assert (pending, settled) == ([], [1])  # committed in the background (decision 52)
+    assert inserted == [0, 1]  # no pending row, the final row; committed in the background
 
 
 @pytest.mark.anyio
@@ -154,6 +153,47 @@ async def test_a_slow_call_has_its_pending_row_committed_while_upstream_works(
     assert rows(database, "SELECT id, status FROM generations") == [
         (answer.generation_id, "completed")
     ]
+
+
+@pytest.mark.duckdb_only  # PostgreSQL commits writes concurrently: the settle waits there
+@pytest.mark.anyio
+async def test_a_settle_waits_for_no_pending_row_and_writes_the_row_if_that_write_failed(
+    alice, stub, database, monkeypatch
+):
+    """DuckDB's writer commits in queue order, so a settle queued behind its pending row
+    answers once its journal line is on disk (decision 54); and should the pending row's
+    write fail meanwhile, the settle inserts the final row."""
+    import asyncio
+    import threading
+
+    from accounts.repository import get_user
+    from core.db import DatabaseError
+    from generation.openrouter import get_openrouter_client
+    from generation.services import generate_text
+
+    monkeypatch.setattr("generation.ledger.PENDING_ROW_DELAY", 0.01)
+    stub.configure(latency=0.2)
+    released = threading.Event()
+
+    real = repo.insert_pending_generations
+
+    def stalled_then_failing(tx: Any, items: Any) -> Any:
+        if not items:  # a batch of settles alone
+            return real(tx, items)
+        released.wait(10)  # the writer is stuck on the pending row until the answer is out
+        raise DatabaseError("disk trouble")
+
+    monkeypatch.setattr(repo, "insert_pending_generations", stalled_then_failing)
+    user = database.read(get_user, uuid.UUID(alice.id))
+    try:
+        answer = await asyncio.wait_for(generate_text(user, TEXT_MODEL, "hi"), 5)
+    finally:
+        released.set()
+        await get_openrouter_client().aclose()  # its connections belong to this test's loop
+    assert rows(database, "SELECT id, status FROM generations") == [
+        (answer.generation_id, "completed")
+    ]
+    assert [usage[:2] for usage in billable_usage(database)] == [("text", "ok")]
 
 
 # -- a 4xx changes nothing ------------------------------------------------------------------
