@@ -64,6 +64,9 @@ MODEL_KIND = {
 USAGE_KIND = {"video": "video_submit"}
 # How long a call runs before its pending row is written (see the module doc).
 PENDING_ROW_DELAY = 0.025
+# Ledger calls between admission and settle in this process; a call alone makes its writes
+# durable on the event loop (Database.awrite_journaled's `alone`, decision 54).
+_running = 0
 # Where a client finds the models of a catalogue kind.
 _MODEL_LIST = {"embedding": "/v1/models"}
 
@@ -185,7 +188,7 @@ class Call:
         if self.pending is None:
             db = get_database()
             self.pending = (
-                asyncio.ensure_future(db.awrite_journaled(PENDING, self.row))
+                asyncio.ensure_future(db.awrite_journaled(PENDING, self.row, alone=_alone()))
                 if journaled
                 else db.awrite_batched(_write_calls, self.row)
             )
@@ -263,21 +266,34 @@ async def run(
     outcome = CallOutcome(user.id, USAGE_KIND.get(kind, kind), admission.model.id, row.id)
     call = Call(row, outcome, held=admission.held)
     call._timer = asyncio.get_running_loop().call_later(PENDING_ROW_DELAY, call.write_pending)
+    global _running
+    _running += 1
     try:
-        yield call
-    except BaseException as exc:
-        outcome.note_failure(exc)
-        abandoned = isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id
-        call.holds_reservation = call.costed_later = bool(abandoned)  # until the late cost
-        await _settle(call, _ended(call, exc))
-        if abandoned and call.upstream_id:
-            _cost_later(call, outcome.kind, call.upstream_id)
-        raise
-    if not call._answered:  # a bug in the block: still never leave the row pending
-        outcome.failed("internal_error")
-        await _settle(call, _ended(call, None))
-        raise RuntimeError("a ledger call ended without an answer")
-    await _settle(call, call.row)
+        try:
+            yield call
+        except BaseException as exc:
+            outcome.note_failure(exc)
+            abandoned = (
+                isinstance(exc, (asyncio.CancelledError, GeneratorExit)) and call.upstream_id
+            )
+            call.holds_reservation = call.costed_later = bool(abandoned)  # until the late cost
+            await _settle(call, _ended(call, exc))
+            if abandoned and call.upstream_id:
+                _cost_later(call, outcome.kind, call.upstream_id)
+            raise
+        if not call._answered:  # a bug in the block: still never leave the row pending
+            outcome.failed("internal_error")
+            await _settle(call, _ended(call, None))
+            raise RuntimeError("a ledger call ended without an answer")
+        await _settle(call, call.row)
+    finally:
+        _running -= 1
+
+
+def _alone() -> bool:
+    """No other ledger call runs in this process (then a sync on the loop delays nobody's
+    generation)."""
+    return _running <= 1
 
 
 def _ended(call: Call, error: BaseException | None) -> Generation:
@@ -385,7 +401,7 @@ async def _commit(
             inserted = False
     settled = Settle(final, usage, released, ends, row_written=inserted)
     if not call._also:
-        await db.awrite_journaled(SETTLE, settled)
+        await db.awrite_journaled(SETTLE, settled, alone=_alone())
         return
 
     def settle_all(tx: Tx) -> None:

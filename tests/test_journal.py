@@ -279,3 +279,36 @@ def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(
     third.join(10)
     assert not third.is_alive()
     assert stored(database, calls[2][0].id)[0] == ("completed", 0.00042, "hi there")
+
+
+@pytest.mark.parametrize("alone", [True, False])
+def test_a_write_alone_is_synced_on_the_calling_thread_and_survives_a_crash(
+    alice, database, stalled, tmp_path, monkeypatch, alone
+):
+    """Decision 54: with nothing else in flight the event loop syncs the line itself
+    instead of handing it to the journal's thread and waiting to hear back; either way the
+    line is on disk when the call returns."""
+    import os
+
+    syncing: list[str] = []
+    real = os.fdatasync
+    monkeypatch.setattr(
+        os, "fdatasync", lambda fd: (syncing.append(threading.current_thread().name), real(fd))[1]
+    )
+    final, usage = settled_call(uuid.UUID(alice.id))
+
+    async def answer() -> str:
+        await database.awrite_journaled(
+            ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False), alone=alone
+        )
+        return threading.current_thread().name
+
+    caller = asyncio.run(answer())
+    assert syncing == [caller if alone else "journal-sync"]
+    image = crash_image(database, tmp_path / "crash")
+    stalled.set()
+    reopened = DuckDBDatabase(image).open()
+    try:
+        assert stored(reopened, final.id)[0] == ("completed", 0.00042, "hi there")
+    finally:
+        reopened.close()

@@ -199,11 +199,13 @@ class Database(ABC):
         the caller does something else (an upstream call) and be awaited afterwards.
         """
 
-    async def awrite_journaled(self, write: Journaled[I], item: I) -> None:
+    async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
         """Make item's write durable and return; reads see it from then on (decision 52).
 
         A backend whose commit is cheap enough (PostgreSQL) simply commits it, batched like
-        awrite_batched(); DuckDB journals it and commits in the background."""
+        awrite_batched(); DuckDB journals it and commits in the background. `alone`: the
+        caller knows of no other work in flight, so the backend may make it durable on the
+        calling thread rather than hand it to another and wait (decision 54)."""
         await self.awrite_batched(write.apply, item)
 
     async def acaught_up(self) -> None:  # noqa: B027 - a no-op unless overridden

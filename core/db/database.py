@@ -344,9 +344,13 @@ class DuckDBDatabase(Database):
         """
         return asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
 
-    async def awrite_journaled(self, write: Journaled[I], item: I) -> None:
+    async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
         """Journal item's write and return once the line is on disk; the writer commits it
-        in the background, and reads wait for that commit (journal.py, decision 52)."""
+        in the background, and reads wait for that commit (journal.py, decision 52).
+
+        `alone` (nothing else in flight): the line is written and synced right here, on the
+        event loop, which then waits out the sync (~0.3 ms) instead of two thread hand-offs
+        on top of it (decision 54)."""
         journal = self._journal
         if journal is None:  # an in-memory database: nothing to survive a crash for
             await self.awrite_batched(write.apply, item)
@@ -361,14 +365,25 @@ class DuckDBDatabase(Database):
 
         # One section, so the journal is never emptied between the line and its count, and
         # a reader never sees the count without the job.
+        failed: DatabaseError | None = None
         with self._journal_lock:
-            journal.append(line, on_disk)
+            try:
+                written = alone and journal.write_now(line)
+            except DatabaseError as exc:
+                written, failed = True, exc
+            if not written:
+                journal.append(line, on_disk)
             job = self._submit(write.apply, (item,), {}, batched=True, journaled=True)
             self._uncommitted += 1
             self._last_journaled = job
         job.add_done_callback(self._journaled_committed)
         try:
-            await asyncio.shield(synced)
+            if failed is not None:
+                raise failed
+            if written:  # outside the lock: readers and the writer's callback take it
+                journal.sync()
+            else:
+                await asyncio.shield(synced)
         except DatabaseError as exc:  # not on disk: durable only once the writer commits it
             log.error("%s Waiting for the database's own commit instead.", exc)
             await asyncio.shield(asyncio.wrap_future(job))

@@ -142,6 +142,24 @@ class Journal:
             self._queued.append((line, synced))
             self._cond.notify()
 
+    def write_now(self, line: bytes) -> bool:
+        """Write the line on the calling thread, unless lines are waiting for the journal's
+        thread (then False: hand it over instead, to keep the order). sync() follows."""
+        with self._cond:
+            if self._closed or self._queued:
+                return False
+            error = self._write(line)
+        if error is not None:
+            raise error
+        return True
+
+    def sync(self) -> None:
+        """Put what was written on disk, on the calling thread."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise DatabaseError(f"The journal could not be synced ({exc.strerror}).") from None
+
     def empty(self) -> None:
         """Drop every line (the database has committed them all)."""
         with self._cond:

@@ -1,0 +1,227 @@
+"""Two checkouts of the gateway side by side, in one window: the added latency of each.
+
+`bench/gateway_bench.py` measures one checkout at a time, and on a shared VM two runs a
+minute apart can differ by more than the change being measured. This script starts the
+stand-in once and one gateway from each checkout (each with its own virtualenv, DuckDB file
+and port), then sends the same non-streaming chat request to the stand-in and to
+`POST /api/ai/chat` of each gateway, one at a time, in rotating order, so all three see the
+same machine. It prints p50/p99 per target and round, and the added latency of each gateway
+(its p50 minus the stand-in's) with the difference between them.
+
+Two identical checkouts do not measure the same: the gateway started second was 0.13 to
+0.18 ms slower in every round here. So the comparison runs twice, the second time with the
+start order swapped, and the difference it reports is the mean of the two, which cancels
+that bias (both halves are printed).
+
+    .venv/bin/python bench/gateway_ab.py OLD_CHECKOUT NEW_CHECKOUT --rounds 3 --duration 6
+
+A checkout is a directory with the project and a `.venv` (a `git worktree` with a symlink
+to this one's `.venv` will do). One whose `aigateway/serve.py` exists is started through
+it, an older one through `python -m uvicorn aigateway.asgi:application`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.gateway_bench import API_KEY, MESSAGES, MODEL, PASSWORD, StubProcess
+from tests.servers import free_port
+
+BODY = {"model": MODEL, "messages": MESSAGES}
+
+
+class Checkout:
+    """One gateway, started from `root` on a fresh DuckDB file in `folder`."""
+
+    def __init__(self, label: str, root: Path, folder: Path, upstream: str) -> None:
+        self.label = label
+        self.root = root
+        self.folder = folder
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "aigateway.settings",
+            "SECRET_KEY": "bench-ab-" + "x" * 40,
+            "DEBUG": "false",
+            "DUCKDB_PATH": str(folder / "gateway.duckdb"),
+            "DATABASE_URL": "",
+            "MEDIA_ROOT": str(folder / "media"),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "INFO",
+            "OPENROUTER_API_KEY": API_KEY,
+            "OPENROUTER_BASE_URL": upstream,
+            "RATE_LIMIT_USER": "off",
+            "RATE_LIMIT_ANON": "off",
+            "RATE_LIMIT_AUTH": "off",
+            "RATE_LIMIT_AUTH_FAILURES": "off",
+            "ACCESS_TOKEN_TTL_SECONDS": "7200",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.token = ""
+
+    def start(self) -> None:
+        python = str(self.root / ".venv" / "bin" / "python")
+        where = ["--host", "127.0.0.1", "--port", str(self.port), "--backlog", "4096"]
+        if (self.root / "aigateway" / "serve.py").exists():
+            command = [python, "-m", "aigateway.serve", *where]
+        else:
+            command = [python, "-m", "uvicorn", "aigateway.asgi:application", *where,
+                       "--no-access-log"]  # fmt: skip
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = (self.folder / "gateway.log").open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    async def sign_in(self, session: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                async with session.get(self.base_url + "/healthz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline or (self.process and self.process.poll() is not None):
+                raise SystemExit(f"{self.label}: the gateway did not start (see its log)")
+            await asyncio.sleep(0.2)
+        account = {"email": "bench-ab@example.com", "password": PASSWORD}
+        async with session.post(self.base_url + "/api/auth/register", json=account) as response:
+            if response.status != 201:
+                raise SystemExit(f"{self.label}: register failed: {response.status}")
+        async with session.post(self.base_url + "/api/auth/login", json=account) as response:
+            self.token = str((await response.json())["access_token"])
+
+
+async def timed(session: aiohttp.ClientSession, url: str, token: str) -> float:
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.post(url, json=BODY, headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise SystemExit(f"{url} answered {response.status}")
+    return (time.perf_counter() - started) * 1000
+
+
+async def measure(
+    session: aiohttp.ClientSession,
+    targets: list[tuple[str, str, str]],
+    seconds: float,
+    rotate: int,
+) -> dict[str, list[float]]:
+    seen: dict[str, list[float]] = {label: [] for label, _, _ in targets}
+    order = targets[rotate % len(targets) :] + targets[: rotate % len(targets)]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for label, url, token in order:
+            seen[label].append(await timed(session, url, token))
+    return seen
+
+
+def p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(
+    args: argparse.Namespace, stub: StubProcess, gateways: list[Checkout]
+) -> dict[str, list[float]]:
+    """Rounds of the three targets; the added latency p50 of each gateway, per round."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for gateway in gateways:
+            await gateway.sign_in(session)
+        targets = [("direct", stub.base_url + "/chat/completions", API_KEY)] + [
+            (g.label, g.base_url + "/api/ai/chat", g.token) for g in gateways
+        ]
+        await measure(session, targets, args.warmup, 0)
+        added: dict[str, list[float]] = {"old": [], "new": []}
+        for number in range(1, args.rounds + 1):
+            seen = await measure(session, targets, args.duration, number)
+            direct = p(seen["direct"], 0.5)
+            for label in added:
+                added[label].append(p(seen[label], 0.5) - direct)
+            print(
+                f"| {number} | {' then '.join(g.label for g in gateways)} | {direct:.2f} "
+                f"| {p(seen['old'], 0.5):.2f} / {p(seen['old'], 0.99):.2f} "
+                f"| {p(seen['new'], 0.5):.2f} / {p(seen['new'], 0.99):.2f} "
+                f"| +{added['old'][-1]:.2f} | +{added['new'][-1]:.2f} "
+                f"| {added['new'][-1] - added['old'][-1]:+.2f} |",
+                flush=True,
+            )
+        return added
+
+
+def session(args: argparse.Namespace, order: list[tuple[str, Path]]) -> dict[str, list[float]]:
+    """One stand-in and the two gateways, started in `order`, measured for all rounds."""
+    with tempfile.TemporaryDirectory(prefix="gateway-ab-") as scratch:
+        folder = Path(scratch)
+        with StubProcess(folder / "stub.log") as stub:
+            gateways = [
+                Checkout(label, root.resolve(), folder / label, stub.base_url)
+                for label, root in order
+            ]
+            try:
+                for gateway in gateways:
+                    gateway.start()
+                return asyncio.run(run(args, stub, gateways))
+            finally:
+                for gateway in gateways:
+                    gateway.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("old", type=Path, help="the checkout to compare against")
+    parser.add_argument("new", type=Path, help="the checkout measured")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds a round")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    print(f"# reproduce: bench/gateway_ab.py {args.old} {args.new} --rounds {args.rounds} "
+          f"--duration {args.duration:g} --warmup {args.warmup:g}")  # fmt: skip
+    print(f"# load average {os.getloadavg()[0]:.2f} at the start; c=1, non-streaming chat")
+    print("| round | started | direct p50 | old p50 / p99 | new p50 / p99 | added old "
+          "| added new | new - old |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    halves = []
+    for order in ([("old", args.old), ("new", args.new)], [("new", args.new), ("old", args.old)]):
+        added = session(args, order)
+        halves.append(
+            statistics.median(y - x for x, y in zip(added["old"], added["new"], strict=True))
+        )
+        old, new = statistics.median(added["old"]), statistics.median(added["new"])
+        print(
+            f"# {order[0][0]} started first: added latency p50 median old +{old:.2f} ms, new +{new:.2f} ms"
+        )
+    print(
+        f"\nnew - old, added latency p50: {statistics.mean(halves):+.2f} ms (median of the "
+        f"rounds {halves[0]:+.2f} ms with old started first, {halves[1]:+.2f} ms with new first)"
+    )
+    print(f"# load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
