@@ -139,6 +139,34 @@ async def measure(
     return seen
 
 
+async def send_until(
+    session: aiohttp.ClientSession, url: str, token: str, deadline: float, into: list[float]
+) -> None:
+    while time.monotonic() < deadline:
+        into.append(await timed(session, url, token))
+
+
+async def throughput(
+    session: aiohttp.ClientSession,
+    targets: list[tuple[str, str, str]],
+    seconds: float,
+    rotate: int,
+    workers: int,
+) -> dict[str, tuple[float, list[float]]]:
+    """Each target alone under `workers` back-to-back senders, one after the other in
+    rotating order: requests per second and the latencies."""
+    found: dict[str, tuple[float, list[float]]] = {}
+    for label, url, token in targets[rotate % len(targets) :] + targets[: rotate % len(targets)]:
+        latencies: list[float] = []
+        deadline = time.monotonic() + seconds
+        started = time.monotonic()
+        await asyncio.gather(
+            *(send_until(session, url, token, deadline, latencies) for _ in range(workers))
+        )
+        found[label] = (len(latencies) / (time.monotonic() - started), latencies)
+    return found
+
+
 def p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -156,6 +184,8 @@ async def run(
             (g.label, g.base_url + "/api/ai/chat", g.token) for g in gateways
         ]
         await measure(session, targets, args.warmup, 0)
+        if args.concurrency > 1:
+            return await rates(args, session, targets[1:], gateways)
         added: dict[str, list[float]] = {"old": [], "new": []}
         for number in range(1, args.rounds + 1):
             seen = await measure(session, targets, args.duration, number)
@@ -171,6 +201,30 @@ async def run(
                 flush=True,
             )
         return added
+
+
+async def rates(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    targets: list[tuple[str, str, str]],
+    gateways: list[Checkout],
+) -> dict[str, list[float]]:
+    """Rounds of each gateway under --concurrency senders; requests per second per round."""
+    await throughput(session, targets, args.warmup, 0, args.concurrency)
+    rate: dict[str, list[float]] = {"old": [], "new": []}
+    for number in range(1, args.rounds + 1):
+        seen = await throughput(session, targets, args.duration, number, args.concurrency)
+        for label in rate:
+            rate[label].append(seen[label][0])
+        old, new = seen["old"], seen["new"]
+        print(
+            f"| {number} | {' then '.join(g.label for g in gateways)} "
+            f"| {old[0]:.0f} req/s, p50 {p(old[1], 0.5):.1f} / p99 {p(old[1], 0.99):.1f} ms "
+            f"| {new[0]:.0f} req/s, p50 {p(new[1], 0.5):.1f} / p99 {p(new[1], 0.99):.1f} ms "
+            f"| {new[0] / old[0]:.3f} |",
+            flush=True,
+        )
+    return rate
 
 
 def session(args: argparse.Namespace, order: list[tuple[str, Path]]) -> dict[str, list[float]]:
@@ -198,26 +252,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds a round")
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument(
+        "--concurrency", type=int, default=1,
+        help="1: added latency, requests one at a time; N: each gateway's requests per second "
+        "under N senders, the two measured one after the other in each round",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    print(f"# reproduce: bench/gateway_ab.py {args.old} {args.new} --rounds {args.rounds} "
-          f"--duration {args.duration:g} --warmup {args.warmup:g}")  # fmt: skip
-    print(f"# load average {os.getloadavg()[0]:.2f} at the start; c=1, non-streaming chat")
-    print("| round | started | direct p50 | old p50 / p99 | new p50 / p99 | added old "
-          "| added new | new - old |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"# reproduce: bench/gateway_ab.py {args.old} {args.new} --rounds {args.rounds} "
+        f"--duration {args.duration:g} --warmup {args.warmup:g} --concurrency {args.concurrency}"
+    )
+    print(
+        f"# load average {os.getloadavg()[0]:.2f} at the start; non-streaming chat, "
+        f"concurrency {args.concurrency}"
+    )
+    if args.concurrency > 1:
+        print("| round | started | old | new | new / old |\n|---|---|---|---|---|")
+    else:
+        print("| round | started | direct p50 | old p50 / p99 | new p50 / p99 | added old "
+              "| added new | new - old |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     halves = []
     for order in ([("old", args.old), ("new", args.new)], [("new", args.new), ("old", args.old)]):
-        added = session(args, order)
-        halves.append(
-            statistics.median(y - x for x, y in zip(added["old"], added["new"], strict=True))
-        )
-        old, new = statistics.median(added["old"]), statistics.median(added["new"])
-        print(
-            f"# {order[0][0]} started first: added latency p50 median old +{old:.2f} ms, new +{new:.2f} ms"
-        )
+        seen = session(args, order)
+        old, new = statistics.median(seen["old"]), statistics.median(seen["new"])
+        pairs = list(zip(seen["old"], seen["new"], strict=True))
+        if args.concurrency > 1:
+            halves.append(statistics.median(y / x for x, y in pairs))
+            print(f"# {order[0][0]} started first: median old {old:.0f}, new {new:.0f} req/s")
+        else:
+            halves.append(statistics.median(y - x for x, y in pairs))
+            print(
+                f"# {order[0][0]} started first: added latency p50 median old +{old:.2f} ms, "
+                f"new +{new:.2f} ms"
+            )
+    what, unit = (
+        ("new / old, requests per second", "")
+        if args.concurrency > 1
+        else ("new - old, added latency p50", " ms")
+    )
+    sign = "" if args.concurrency > 1 else "+"
     print(
-        f"\nnew - old, added latency p50: {statistics.mean(halves):+.2f} ms (median of the "
-        f"rounds {halves[0]:+.2f} ms with old started first, {halves[1]:+.2f} ms with new first)"
+        f"\n{what}: {statistics.mean(halves):{sign}.3f}{unit} (median of the rounds "
+        f"{halves[0]:{sign}.3f}{unit} with old started first, {halves[1]:{sign}.3f}{unit} "
+        "with new first)"
     )
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     return 0

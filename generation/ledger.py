@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -164,8 +165,10 @@ class Call:
 
     row: Generation  # the pending history row; answered() fills in the final fields
     outcome: CallOutcome  # the usage record of the upstream call
-    pending: asyncio.Future[None] | None = None  # the pending row's write, once started
-    pending_queued: bool = False  # that write is in the writer's queue already (not journaled)
+    # The pending row's write, once started: journaled (a task the settle awaits), or
+    # queued to the writer (a thread's future: the loop pays nothing unless it waits).
+    pending: asyncio.Future[None] | None = None
+    queued: Future[None] | None = None
     _timer: asyncio.TimerHandle | None = None  # starts that write after PENDING_ROW_DELAY
     pieces: list[str] = field(default_factory=list)  # text streamed so far
     upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
@@ -179,32 +182,38 @@ class Call:
     def id(self) -> UUID:
         return self.row.id
 
-    def write_pending(self, *, journaled: bool = False) -> asyncio.Future[None]:
+    def write_pending(self, *, journaled: bool = False) -> asyncio.Future[None] | Future[None]:
         """Start writing the pending row now, if that has not started yet: queued to the
-        writer, or journaled when someone is about to be told the call's id."""
+        writer, or journaled when someone is about to be told the call's id; that write."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.pending is None:
+        if self.pending is not None:
+            return self.pending
+        if self.queued is None:
             db = get_database()
-            self.pending = (
-                asyncio.ensure_future(db.awrite_journaled(PENDING, self.row, alone=_alone()))
-                if journaled
-                else db.awrite_batched(_write_calls, self.row)
-            )
-            self.pending_queued = not journaled  # a journaled write is queued by its task
-            self.pending.add_done_callback(self._pending_written)  # the settle may not await it
-        return self.pending
+            if journaled:
+                self.pending = asyncio.ensure_future(
+                    db.awrite_journaled(PENDING, self.row, alone=_alone())
+                )
+                self.pending.add_done_callback(self._pending_written)
+                return self.pending
+            self.queued = db.queue_batched(_write_calls, self.row)
+            self.queued.add_done_callback(self._pending_written)  # maybe never awaited
+        return self.queued
 
-    def _pending_written(self, write: asyncio.Future[None]) -> None:
+    def _pending_written(self, write: asyncio.Future[None] | Future[None]) -> None:
         if not write.cancelled() and write.exception() is not None:
             log.warning("the pending row of call %s was not written; its settle writes it", self.id)
 
     async def durable(self) -> None:
         """Until the pending row is durable, so the call's id survives a crash (streams
         send it before the call settles). A failed write is settled as an insert later."""
+        written = self.write_pending(journaled=True)  # queued already: once it commits
         with contextlib.suppress(DatabaseError):
-            await asyncio.shield(self.write_pending(journaled=True))
+            await asyncio.shield(
+                asyncio.wrap_future(written) if isinstance(written, Future) else written
+            )
 
     @property
     def upstream_user(self) -> str:
@@ -389,16 +398,20 @@ async def _commit(
     if call._timer is not None:  # settled before its pending row was due: never write it
         call._timer.cancel()
         call._timer = None
-    pending = call.pending
-    inserted = pending is not None
-    # A pending row already queued to a writer that commits in queue order (DuckDB's)
-    # commits before this settle, which need not wait for it (decision 54) and inserts the
-    # row should that write have failed.
-    if pending is not None and (pending.done() or not (db.ordered_writes and call.pending_queued)):
-        try:
-            await pending
-        except DatabaseError:
-            inserted = False
+    inserted = False
+    if call.pending is not None:  # journaled by durable(), which has waited for it
+        with contextlib.suppress(DatabaseError):
+            await call.pending
+            inserted = True
+    elif call.queued is not None:
+        queued = call.queued
+        # A writer that commits in queue order (DuckDB's) commits the pending row before
+        # this settle, which need not wait for it (decision 54) and inserts the row should
+        # that write have failed; elsewhere the settle waits for it.
+        if not queued.done() and not db.ordered_writes:
+            with contextlib.suppress(DatabaseError):
+                await asyncio.wrap_future(queued)
+        inserted = not queued.done() or (not queued.cancelled() and queued.exception() is None)
     settled = Settle(final, usage, released, ends, row_written=inserted)
     if not call._also:
         await db.awrite_journaled(SETTLE, settled, alone=_alone())

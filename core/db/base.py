@@ -16,6 +16,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
@@ -187,7 +188,6 @@ class Database(ABC):
     ) -> T:
         """Like write(), awaited without blocking the event loop."""
 
-    @abstractmethod
     def awrite_batched(
         self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I
     ) -> asyncio.Future[T]:
@@ -198,6 +198,13 @@ class Database(ABC):
         The write starts when this is called, not when it is awaited, so it can run while
         the caller does something else (an upstream call) and be awaited afterwards.
         """
+        return asyncio.wrap_future(self.queue_batched(fn, item))
+
+    @abstractmethod
+    def queue_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> Future[T]:
+        """awrite_batched() for a caller that may never wait: the thread's own future,
+        which costs the event loop nothing (no wake-up when the write is done) unless it
+        is wrapped and awaited."""
 
     async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
         """Make item's write durable and return; reads see it from then on (decision 52).

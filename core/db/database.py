@@ -332,17 +332,12 @@ class DuckDBDatabase(Database):
         self._queue.put(_WriteJob(fn, args, kwargs, future, batched, journaled))
         return future
 
-    def awrite_batched(
-        self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I
-    ) -> asyncio.Future[T]:
-        """Queue one item for fn(tx, items) -> one result per item, now; await the result.
-
-        Items queued back to back with the same fn are handed to a single call, so a burst
-        of identical writes costs a few set-based statements instead of a few per item. The
-        item is queued when this is called, not when it is awaited, so a write can run while
-        the caller does something else (an upstream call) and be awaited afterwards.
-        """
-        return asyncio.wrap_future(self._submit(fn, (item,), {}, batched=True))
+    def queue_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> Future[T]:
+        """Queue one item for fn(tx, items) -> one result per item, now (awrite_batched()
+        awaits it). Items queued back to back with the same fn are handed to a single call,
+        so a burst of identical writes costs a few set-based statements instead of a few
+        per item."""
+        return self._submit(fn, (item,), {}, batched=True)
 
     async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
         """Journal item's write and return once the line is on disk; the writer commits it

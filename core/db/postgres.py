@@ -520,13 +520,10 @@ class PostgresDatabase(Database):
         job = functools.partial(self.write, fn, *args, **kwargs)
         return await asyncio.wrap_future(self._start_write(job))
 
-    def awrite_batched(
-        self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I
-    ) -> asyncio.Future[T]:
+    def queue_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> Future[T]:
         """Each item runs alone, in its own transaction, started now: PostgreSQL commits
         concurrent transactions side by side, so there is no queue to coalesce."""
-        job = functools.partial(self.write, _first_of, fn, item)
-        return asyncio.wrap_future(self._start_write(job))
+        return self._start_write(functools.partial(self.write, _first_of, fn, item))
 
     def write_soon(
         self, fn: Callable[Concatenate[Tx, P], Any], *args: P.args, **kwargs: P.kwargs
