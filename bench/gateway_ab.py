@@ -37,7 +37,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gateway_bench import API_KEY, MESSAGES, MODEL, PASSWORD, StubProcess
-from tests.servers import free_port
+from tests.servers import free_port, gateway_env
 
 BODY = {"model": MODEL, "messages": MESSAGES}
 
@@ -51,24 +51,14 @@ class Checkout:
         self.folder = folder
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "aigateway.settings",
-            "SECRET_KEY": "bench-ab-" + "x" * 40,
-            "DEBUG": "false",
-            "DUCKDB_PATH": str(folder / "gateway.duckdb"),
-            "DATABASE_URL": "",
-            "MEDIA_ROOT": str(folder / "media"),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "LOG_LEVEL": "INFO",
-            "OPENROUTER_API_KEY": API_KEY,
-            "OPENROUTER_BASE_URL": upstream,
-            "RATE_LIMIT_USER": "off",
-            "RATE_LIMIT_ANON": "off",
-            "RATE_LIMIT_AUTH": "off",
-            "RATE_LIMIT_AUTH_FAILURES": "off",
-            "ACCESS_TOKEN_TTL_SECONDS": "7200",
-        }
+        self.env = gateway_env(
+            folder,
+            {
+                "OPENROUTER_API_KEY": API_KEY,
+                "OPENROUTER_BASE_URL": upstream,
+                "ACCESS_TOKEN_TTL_SECONDS": "7200",
+            },
+        )
         self.process: subprocess.Popen[bytes] | None = None
         self.token = ""
 

@@ -183,8 +183,9 @@ class Call:
         return self.row.id
 
     def write_pending(self, *, journaled: bool = False) -> asyncio.Future[None] | Future[None]:
-        """Start writing the pending row now, if that has not started yet: queued to the
-        writer, or journaled when someone is about to be told the call's id; that write."""
+        """Start writing the pending row now, if that has not started yet, and return that
+        write: queued to the writer, or journaled when someone is about to be told the
+        call's id."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -221,27 +221,9 @@ _SETTLE_GENERATIONS = (
 )
 
 
-def insert_pending_generations(tx: Tx, generations: Sequence[Generation]) -> list[None]:
-    """Batched write (Database.awrite_batched): the rows of calls about to go upstream."""
+def insert_pending_generations(tx: Tx, generations: Sequence[Generation]) -> None:
+    """The rows of calls about to go upstream (part of the ledger's batched write)."""
     insert_generations(tx, generations)
-    return [None] * len(generations)
-
-
-def settle_generations(
-    tx: Tx, settled: Sequence[tuple[Generation, UsageRecord | None]]
-) -> list[None]:
-    """Batched write: each call's final history row and the usage row of its upstream call."""
-    record_settled(tx, settled, ())
-    return [None] * len(settled)
-
-
-def insert_settled_generations(
-    tx: Tx, settled: Sequence[tuple[Generation, UsageRecord | None]]
-) -> list[None]:
-    """Batched write: calls that settled before their pending row was written, final row
-    and usage row inserted at once."""
-    record_settled(tx, (), settled)
-    return [None] * len(settled)
 
 
 def record_settled(
@@ -301,9 +283,9 @@ def replay_settled(tx: Tx, lines: Sequence[Sequence[Any]]) -> None:
         if _exists(tx, "usage_records WHERE generation_id = ? AND kind = ?", final.id, usage.kind):
             continue
         if _exists(tx, "generations WHERE id = ?", final.id):
-            settle_generations(tx, [(final, usage)])
+            record_settled(tx, [(final, usage)], ())
         elif _exists(tx, "users WHERE id = ?", final.user_id):
-            insert_settled_generations(tx, [(final, usage)])
+            record_settled(tx, (), [(final, usage)])
         else:
             insert_usage(tx, [usage])
 

@@ -351,23 +351,18 @@ class DuckDBDatabase(Database):
             await self.awrite_batched(write.apply, item)
             return
         line = encode_line(write.key, write.encode(item))
-        loop = asyncio.get_running_loop()
-        synced = loop.create_future()
-
-        def on_disk(error: DatabaseError | None) -> None:  # on the journal's thread
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, synced, error)
-
+        synced: asyncio.Future[None] | None = None  # the journal's thread resolves it
+        failed: DatabaseError | None = None
         # One section, so the journal is never emptied between the line and its count, and
         # a reader never sees the count without the job.
-        failed: DatabaseError | None = None
         with self._journal_lock:
             try:
                 written = alone and journal.write_now(line)
             except DatabaseError as exc:
                 written, failed = True, exc
             if not written:
-                journal.append(line, on_disk)
+                synced = asyncio.get_running_loop().create_future()
+                journal.append(line, functools.partial(_resolve_soon, synced))
             job = self._submit(write.apply, (item,), {}, batched=True, journaled=True)
             self._uncommitted += 1
             self._last_journaled = job
@@ -375,10 +370,10 @@ class DuckDBDatabase(Database):
         try:
             if failed is not None:
                 raise failed
-            if written:  # outside the lock: readers and the writer's callback take it
-                journal.sync()
-            else:
+            if synced is not None:
                 await asyncio.shield(synced)
+            else:  # outside the lock: readers and the writer's callback take it
+                journal.sync()
         except DatabaseError as exc:  # not on disk: durable only once the writer commits it
             log.error("%s Waiting for the database's own commit instead.", exc)
             await asyncio.shield(asyncio.wrap_future(job))
@@ -430,6 +425,12 @@ class DuckDBDatabase(Database):
 
     async def aflush_writes(self) -> None:
         await self.awrite(_nothing)
+
+
+def _resolve_soon(future: asyncio.Future[None], error: DatabaseError | None) -> None:
+    """Called on the journal's thread: resolve future on its loop."""
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+        future.get_loop().call_soon_threadsafe(_resolve, future, error)
 
 
 def _resolve(future: asyncio.Future[None], error: DatabaseError | None) -> None:

@@ -186,9 +186,9 @@ class Journal:
                 error = self._write(b"".join(line for line, _ in batch))
             if error is None:
                 try:
-                    os.fdatasync(self._fd)
-                except OSError as exc:
-                    error = DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+                    self.sync()
+                except DatabaseError as exc:
+                    error = exc
             for _, synced in batch:
                 try:
                     synced(error)
