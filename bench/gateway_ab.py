@@ -6,7 +6,9 @@ stand-in once and one gateway from each checkout (each with its own virtualenv, 
 and port), then sends the same non-streaming chat request to the stand-in and to
 `POST /api/ai/chat` of each gateway, one at a time, in rotating order, so all three see the
 same machine. It prints p50/p99 per target and round, and the added latency of each gateway
-(its p50 minus the stand-in's) with the difference between them.
+(its p50 minus the stand-in's) with the difference between them. Each round also reads each
+gateway's CPU time from /proc: its event loop's (the main thread's) and its whole process's
+per request, a steadier figure than latency for changes of a few tens of microseconds.
 
 Two identical checkouts do not measure the same: the gateway started second was 0.13 to
 0.18 ms slower in every round here. So the comparison runs twice, the second time with the
@@ -84,6 +86,12 @@ class Checkout:
             except subprocess.TimeoutExpired:
                 self.process.kill()
 
+    def cpu(self) -> tuple[float, float]:
+        """Seconds of CPU so far: the event loop's (the main thread) and the process's."""
+        assert self.process is not None
+        pid = self.process.pid
+        return _cpu(f"/proc/{pid}/task/{pid}/stat"), _cpu(f"/proc/{pid}/stat")
+
     async def sign_in(self, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + 60
         while True:
@@ -102,6 +110,20 @@ class Checkout:
                 raise SystemExit(f"{self.label}: register failed: {response.status}")
         async with session.post(self.base_url + "/api/auth/login", json=account) as response:
             self.token = str((await response.json())["access_token"])
+
+
+def _cpu(stat_path: str) -> float:
+    with open(stat_path) as file:
+        fields = file.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def cpu_per_request(
+    before: tuple[float, float], after: tuple[float, float], requests: int
+) -> tuple[float, float]:
+    """Milliseconds of CPU per request: the event loop's and the whole process's."""
+    loop, total = (1000 * (b - a) / max(requests, 1) for a, b in zip(before, after, strict=True))
+    return loop, total
 
 
 async def timed(session: aiohttp.ClientSession, url: str, token: str) -> float:
@@ -162,10 +184,14 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+Figures = dict[str, list[float]]  # a gateway's label: a figure per round
+
+
 async def run(
     args: argparse.Namespace, stub: StubProcess, gateways: list[Checkout]
-) -> dict[str, list[float]]:
-    """Rounds of the three targets; the added latency p50 of each gateway, per round."""
+) -> tuple[Figures, Figures]:
+    """Rounds of the three targets; per gateway and round, the added latency p50 (or, with
+    --concurrency, requests per second) and the event loop's CPU ms per request."""
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         for gateway in gateways:
@@ -177,20 +203,29 @@ async def run(
         if args.concurrency > 1:
             return await rates(args, session, targets[1:], gateways)
         added: dict[str, list[float]] = {"old": [], "new": []}
+        loops: dict[str, list[float]] = {"old": [], "new": []}
         for number in range(1, args.rounds + 1):
+            before = {g.label: g.cpu() for g in gateways}
             seen = await measure(session, targets, args.duration, number)
+            cpu = {
+                g.label: cpu_per_request(before[g.label], g.cpu(), len(seen[g.label]))
+                for g in gateways
+            }
             direct = p(seen["direct"], 0.5)
             for label in added:
                 added[label].append(p(seen[label], 0.5) - direct)
+                loops[label].append(cpu[label][0])
             print(
                 f"| {number} | {' then '.join(g.label for g in gateways)} | {direct:.2f} "
                 f"| {p(seen['old'], 0.5):.2f} / {p(seen['old'], 0.99):.2f} "
                 f"| {p(seen['new'], 0.5):.2f} / {p(seen['new'], 0.99):.2f} "
                 f"| +{added['old'][-1]:.2f} | +{added['new'][-1]:.2f} "
-                f"| {added['new'][-1] - added['old'][-1]:+.2f} |",
+                f"| {added['new'][-1] - added['old'][-1]:+.2f} "
+                f"| {cpu['old'][0]:.2f} / {cpu['old'][1]:.2f} "
+                f"| {cpu['new'][0]:.2f} / {cpu['new'][1]:.2f} |",
                 flush=True,
             )
-        return added
+        return added, loops
 
 
 async def rates(
@@ -198,26 +233,35 @@ async def rates(
     session: aiohttp.ClientSession,
     targets: list[tuple[str, str, str]],
     gateways: list[Checkout],
-) -> dict[str, list[float]]:
+) -> tuple[Figures, Figures]:
     """Rounds of each gateway under --concurrency senders; requests per second per round."""
     await throughput(session, targets, args.warmup, 0, args.concurrency)
-    rate: dict[str, list[float]] = {"old": [], "new": []}
+    rate: Figures = {"old": [], "new": []}
+    loops: Figures = {"old": [], "new": []}
     for number in range(1, args.rounds + 1):
+        before = {g.label: g.cpu() for g in gateways}
         seen = await throughput(session, targets, args.duration, number, args.concurrency)
+        cpu = {
+            g.label: cpu_per_request(before[g.label], g.cpu(), len(seen[g.label][1]))
+            for g in gateways
+        }
         for label in rate:
             rate[label].append(seen[label][0])
+            loops[label].append(cpu[label][0])
         old, new = seen["old"], seen["new"]
         print(
             f"| {number} | {' then '.join(g.label for g in gateways)} "
             f"| {old[0]:.0f} req/s, p50 {p(old[1], 0.5):.1f} / p99 {p(old[1], 0.99):.1f} ms "
             f"| {new[0]:.0f} req/s, p50 {p(new[1], 0.5):.1f} / p99 {p(new[1], 0.99):.1f} ms "
-            f"| {new[0] / old[0]:.3f} |",
+            f"| {new[0] / old[0]:.3f} "
+            f"| {cpu['old'][0]:.2f} / {cpu['old'][1]:.2f} "
+            f"| {cpu['new'][0]:.2f} / {cpu['new'][1]:.2f} |",
             flush=True,
         )
-    return rate
+    return rate, loops
 
 
-def session(args: argparse.Namespace, order: list[tuple[str, Path]]) -> dict[str, list[float]]:
+def session(args: argparse.Namespace, order: list[tuple[str, Path]]) -> tuple[Figures, Figures]:
     """One stand-in and the two gateways, started in `order`, measured for all rounds."""
     with tempfile.TemporaryDirectory(prefix="gateway-ab-") as scratch:
         folder = Path(scratch)
@@ -257,13 +301,18 @@ def main(argv: list[str] | None = None) -> int:
         f"concurrency {args.concurrency}"
     )
     if args.concurrency > 1:
-        print("| round | started | old | new | new / old |\n|---|---|---|---|---|")
+        print("| round | started | old | new | new / old | old CPU ms/req: loop / process "
+              "| new CPU ms/req: loop / process |\n|---|---|---|---|---|---|---|")  # fmt: skip
     else:
         print("| round | started | direct p50 | old p50 / p99 | new p50 / p99 | added old "
-              "| added new | new - old |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
-    halves = []
+              "| added new | new - old | old CPU ms/req: loop / process "
+              "| new CPU ms/req: loop / process |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    halves, loop_halves = [], []
     for order in ([("old", args.old), ("new", args.new)], [("new", args.new), ("old", args.old)]):
-        seen = session(args, order)
+        seen, loops = session(args, order)
+        loop_halves.append(
+            statistics.median(y - x for x, y in zip(loops["old"], loops["new"], strict=True))
+        )
         old, new = statistics.median(seen["old"]), statistics.median(seen["new"])
         pairs = list(zip(seen["old"], seen["new"], strict=True))
         if args.concurrency > 1:
@@ -285,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{what}: {statistics.mean(halves):{sign}.3f}{unit} (median of the rounds "
         f"{halves[0]:{sign}.3f}{unit} with old started first, {halves[1]:{sign}.3f}{unit} "
         "with new first)"
+    )
+    print(
+        f"new - old, event loop CPU per request: {statistics.mean(loop_halves):+.3f} ms "
+        f"({loop_halves[0]:+.3f} with old started first, {loop_halves[1]:+.3f} with new first)"
     )
     print(f"# load average {os.getloadavg()[0]:.2f} at the end")
     return 0

@@ -46,9 +46,17 @@ def load_json(raw: str | bytes, **options: Any) -> Any:
         data = json.loads(raw, **options)
     except RecursionError:
         raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    if nests_deeper_than(data, MAX_JSON_DEPTH):
+    if _openings(raw) > MAX_JSON_DEPTH and nests_deeper_than(data, MAX_JSON_DEPTH):
         raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+def _openings(raw: str | bytes) -> int:
+    """How many `[` and `{` the text holds: a bound on its depth that costs a C scan, so the
+    walk below runs only for text that could nest that deep (almost none does)."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
 
 
 def nests_deeper_than(data: Any, limit: int) -> bool:

@@ -133,6 +133,11 @@ def test_load_json_refuses_depth_without_recursion():
             load_json("[" * depth + "]" * depth)
     with pytest.raises(ValueError):
         load_json('{"a": ' * 200 + "1" + "}" * 200)
+    with pytest.raises(ValueError):
+        load_json(("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)).encode())
+    # Many brackets side by side are not depth: bytes or text, it parses.
+    wide = "[" + ",".join(["[{}]"] * (2 * MAX_JSON_DEPTH)) + "]"
+    assert len(load_json(wide)) == len(load_json(wide.encode())) == 2 * MAX_JSON_DEPTH
 
 
 # -- hostile multipart --------------------------------------------------------------------

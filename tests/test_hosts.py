@@ -126,3 +126,28 @@ async def test_subdomain_patterns_and_the_wildcard_work_as_in_django(database, s
     assert (await asgi_request("/static/css/app.css", host="localhost"))[0] == 400
     settings.ALLOWED_HOSTS = ["*"]
     assert (await asgi_request("/static/css/app.css", host="anything.test"))[0] == 200
+
+
+# -- the handler's URL resolution ---------------------------------------------------------
+
+
+async def test_paths_resolve_through_the_cache_and_follow_a_new_urlconf(database, settings):
+    from django.test import RequestFactory
+    from django.urls import Resolver404
+
+    from core.asgi import GatewayASGIHandler, _resolved
+
+    status, _, body = await asgi_request("/api/ping")
+    assert status == 200 and b"tests.resolve_urls" not in body
+    before = _resolved.cache_info()
+    assert (await asgi_request("/api/ping"))[0] == 200
+    assert _resolved.cache_info().hits == before.hits + 1
+    # A path nothing matches is a 404 every time: misses are not remembered as matches.
+    for _ in range(2):
+        assert (await asgi_request("/api/no-such-path"))[0] == 404
+    with pytest.raises(Resolver404):
+        GatewayASGIHandler().resolve_request(RequestFactory().get("/no-such-path"))
+
+    settings.ROOT_URLCONF = "tests.resolve_urls"  # clears Django's resolver cache
+    status, _, body = await asgi_request("/api/ping")
+    assert (status, json.loads(body)) == (200, {"urlconf": "tests.resolve_urls"})
