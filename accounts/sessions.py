@@ -22,7 +22,7 @@ class PageRequest(GatewayRequest):
     """A page request, for type annotations: what the page middleware sets on it."""
 
     gateway_user: User | None  # accounts.middleware.PageUserMiddleware
-    htmx: HtmxDetails  # django_htmx.middleware.HtmxMiddleware
+    htmx: HtmxDetails  # core.middleware.InlineMiddleware, as django-htmx's middleware would
 
 
 def sign_in(request: PageRequest, user: User, family: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 
@@ -63,6 +64,7 @@ def with_lifespan(app: ASGIApp) -> ASGIApp:
                     await send({"type": "lifespan.startup.failed", "message": exc.message})
                     return
                 watcher = asyncio.create_task(watch_unfinished_jobs(), name="video-job-watcher")
+                freeze_heap()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if watcher is not None:
@@ -103,6 +105,15 @@ def warm_up() -> None:
     get_directory()
     get_recorder()
     log.info("database ready: %s %s", db.dialect, db.location)
+
+
+def freeze_heap() -> None:
+    """Take what start-up built (Django, the apps, the directory and catalogue just loaded)
+    out of the garbage collector's sight. A full collection walks every tracked object:
+    with these ~130,000 it held the event loop for ~33 ms every couple of thousand
+    requests, with only what requests leave behind about a third of that (decision 55)."""
+    gc.collect()
+    gc.freeze()
 
 
 def make_django_application() -> GatewayASGIHandler:

@@ -148,12 +148,12 @@ INSTALLED_APPS = [
 ]
 
 # Kept small and fully async: InlineMiddleware runs Django's security, session, CSRF,
-# messages and clickjacking hooks without thread hops (see aigateway/middleware.py).
+# messages and clickjacking hooks without thread hops, and sets django-htmx's request.htmx
+# on pages (see core/middleware.py).
 MIDDLEWARE = [
     "core.middleware.request_log_middleware",
     "core.middleware.InlineMiddleware",
     "accounts.middleware.PageUserMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
 ]
 CSRF_FAILURE_VIEW = "core.pages.csrf_failure"
 

@@ -297,10 +297,14 @@ class GatewayASGIHandler(ASGIHandler):
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in tasks:
             if task.done():
+                if not task.cancelled() and isinstance(task.exception(), RequestAborted):
+                    # Read, never raised: the listener ends with one on every request, once
+                    # the response is complete, and raised here its traceback would hold
+                    # this frame, tying the whole request into a reference cycle that only
+                    # the garbage collector frees.
+                    continue
                 try:
                     task.result()
-                except RequestAborted:
-                    pass
                 except AssertionError:
                     body_file.close()
                     raise
