@@ -312,3 +312,42 @@ def test_a_write_alone_is_synced_on_the_calling_thread_and_survives_a_crash(
         assert stored(reopened, final.id)[0] == ("completed", 0.00042, "hi there")
     finally:
         reopened.close()
+
+
+def test_past_its_size_limit_the_journal_is_left_to_empty_and_writes_wait_for_their_commit(
+    alice, database, stalled, monkeypatch
+):
+    """Decision 55: under steady load the writer may never owe nothing, so the journal would
+    never be emptied; past JOURNAL_MAX_BYTES writes skip it until it has been."""
+    from core.db import database as backend
+
+    first, first_usage = settled_call(uuid.UUID(alice.id))
+    acknowledge(database, ledger.SETTLE, ledger.Settle(first, first_usage, 0.0, None, False))
+    journal = Path(f"{database.path}.journal")
+    size = journal.stat().st_size
+    monkeypatch.setattr(backend, "JOURNAL_MAX_BYTES", size)
+
+    second, second_usage = settled_call(uuid.UUID(alice.id))
+    answered = threading.Event()
+
+    def answer() -> None:
+        acknowledge(database, ledger.SETTLE, ledger.Settle(second, second_usage, 0.0, None, False))
+        answered.set()
+
+    caller = threading.Thread(target=answer)
+    caller.start()
+    assert not answered.wait(0.3)  # no line to acknowledge it: it waits for its commit
+    assert journal.stat().st_size == size
+    stalled.set()
+    assert answered.wait(10)
+    caller.join()
+    assert stored(database, second.id)[0] == ("completed", 0.00042, "hi there")
+    assert read_lines(str(journal)) == []  # caught up: emptied, and journaling again
+    third, third_usage = settled_call(uuid.UUID(alice.id))
+    with_stall = threading.Event()
+    database.write_soon(lambda tx: with_stall.wait(30))
+    try:
+        acknowledge(database, ledger.SETTLE, ledger.Settle(third, third_usage, 0.0, None, False))
+        assert [key for key, _ in read_lines(str(journal))] == [ledger.SETTLE.key]
+    finally:
+        with_stall.set()

@@ -133,6 +133,11 @@ class Journal:
         self._thread = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
         self._thread.start()
 
+    @property
+    def size(self) -> int:
+        """Bytes of lines in the file."""
+        return self._size
+
     def append(self, line: bytes, synced: Synced) -> None:
         """Hand the line over; synced(None) is called from the journal's thread once it is
         on disk, synced(error) if it could not be written or synced."""
