@@ -34,6 +34,12 @@ class StrictSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)
 
+    def run_validators(self, value: Any) -> None:
+        # DRF first gathers the read-only fields' defaults for the serializer's own
+        # validators (Meta.validators); a serializer without any has nothing to run.
+        if self.validators:
+            super().run_validators(value)
+
 
 class _SurrogateCheck(ProhibitSurrogateCharactersValidator):
     """DRF's check, which walks the string in Python (~5 ms for a 100,000-character prompt),

@@ -85,3 +85,27 @@ def test_output_timestamps_are_utc_with_z_and_ids_are_strings():
     assert body["video_url"] == f"/api/generate/video/{job_id}/content"
     assert body["completed_at"] == "2026-01-02T03:04:05Z"
     assert "last_polled_at" not in body and "upstream_id" not in body
+
+
+def test_a_strict_serializers_own_validators_still_run():
+    """StrictSerializer skips DRF's gathering of read-only defaults when a serializer has no
+    validators of its own; one that has them keeps them."""
+    from rest_framework import serializers
+
+    from core.serializers import StrictIntegerField, StrictSerializer
+
+    def ordered(value):
+        if value["low"] > value["high"]:
+            raise serializers.ValidationError("low must not exceed high.")
+
+    class Range(StrictSerializer):
+        low = StrictIntegerField()
+        high = StrictIntegerField()
+
+        class Meta:
+            validators = [ordered]
+
+    assert validate(Range, {"low": 1, "high": 2}) == {"low": 1, "high": 2}
+    assert fields_of(Range, {"low": 3, "high": 2}) == {
+        "non_field_errors": "low must not exceed high."
+    }
