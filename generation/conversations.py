@@ -20,24 +20,6 @@ from generation.services import StreamDone, answer_chat, stream_answer
 MAX_CONTEXT_MESSAGES = 40  # the oldest turns are left out of long conversations
 
 
-async def start_conversation(user: User, model: str, first_message: str) -> Conversation:
-    conversation_id = uuid4()
-    title = " ".join(first_message.split())[:60] or "New chat"
-
-    def insert(tx: Tx) -> None:
-        repo.insert_conversation(
-            tx,
-            conversation_id=conversation_id,
-            user_id=user.id,
-            title=title,
-            model=model,
-            now=utcnow(),
-        )
-
-    await get_database().awrite(insert)
-    return await get_conversation(user, conversation_id)
-
-
 async def get_conversation(user: User, conversation_id: UUID) -> Conversation:
     conversation = await get_database().aread(repo.get_conversation, conversation_id, user.id)
     if conversation is None:
@@ -85,13 +67,34 @@ async def open_turn(
         messages = [{"role": "user", "content": content}]
     admission = await admit(user, "chat", model, chat_demand(messages))
     try:
-        if conversation is None:
-            conversation = await start_conversation(user, admission.model.id, content)
-        await _save(conversation.id, ChatMessage("user", content))
+        conversation = await _ask(user, conversation, admission.model.id, content)
     except BaseException:
         release(admission)
         raise
     return Turn(admission, conversation, messages)
+
+
+async def _ask(
+    user: User, conversation: Conversation | None, model: str, content: str
+) -> Conversation:
+    """Save the question, in a new conversation if there is none yet: one commit, so a
+    new conversation never exists without its first question."""
+    question, now = ChatMessage("user", content), utcnow()
+    if conversation is not None:
+        await get_database().awrite(repo.add_message, conversation.id, question, now)
+        return conversation
+    conversation_id = uuid4()
+    title = " ".join(content.split())[:60] or "New chat"
+
+    def start(tx: Tx) -> None:
+        repo.insert_conversation(
+            tx, conversation_id=conversation_id, user_id=user.id, title=title, model=model,
+            now=now,
+        )  # fmt: skip
+        repo.add_message(tx, conversation_id, question, now)
+
+    await get_database().awrite(start)
+    return await get_conversation(user, conversation_id)
 
 
 async def stream_turn(turn: Turn) -> AsyncIterator[Any]:

@@ -205,6 +205,35 @@ async def test_a_stopped_answer_is_kept_as_stopped_and_never_sent_back_as_such(
     stub.configure(token_delay=0)
 
 
+@pytest.mark.anyio
+async def test_a_new_conversation_and_its_first_question_are_one_commit(
+    alice, stub, database, monkeypatch
+):
+    """If the question cannot be saved, no empty conversation is left behind either, and
+    the admission is given back."""
+    from accounts.identity import get_directory
+    from core.db import DatabaseError
+    from generation import conversations
+    from generation import repository as repo
+
+    user = get_directory().user(__import__("uuid").UUID(alice.id))
+
+    def refuse(*args, **kwargs):
+        raise DatabaseError("the disk is full")
+
+    released = []
+    monkeypatch.setattr(repo, "add_message", refuse)
+    monkeypatch.setattr(conversations, "release", released.append)
+    with pytest.raises(DatabaseError):
+        await conversations.open_turn(user, None, MODEL, "a first question")
+    assert await conversations.list_conversations(user) == []
+    assert len(released) == 1
+    monkeypatch.undo()
+    turn = await conversations.open_turn(user, None, MODEL, "a first question")
+    conversation = await conversations.get_conversation(user, turn.conversation.id)
+    assert [(m.role, m.content) for m in conversation.messages] == [("user", "a first question")]
+
+
 def test_history_links_chat_turns_to_their_conversation(alice, stub):
     client = browser(alice)
     location = client.post("/chat/send", {"model": MODEL, "content": "first turn"})["Location"]
