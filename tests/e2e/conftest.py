@@ -67,13 +67,7 @@ def log_in(http: httpx.Client, email: str, password: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
     """One server per test module; its database is a file of its own, not the test's."""
-    server = GatewayServer(tmp_path_factory.mktemp("gateway"))
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    yield from serve_with_admin(GatewayServer(tmp_path_factory.mktemp("gateway")))
 
 
 @pytest.fixture
@@ -123,10 +117,15 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def serve_with_admin(server: GatewayServer) -> Iterator[GatewayServer]:
-    """For a module's server fixture: make the admin (`manage.py createadmin`), then run."""
+def make_admin(server: GatewayServer) -> None:
+    """The tests' admin, made by `manage.py createadmin` before the server starts."""
     made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
     assert made.returncode == 0, made.stderr
+
+
+def serve_with_admin(server: GatewayServer) -> Iterator[GatewayServer]:
+    """For a module's server fixture: make the admin, then run."""
+    make_admin(server)
     with server:
         yield server
 

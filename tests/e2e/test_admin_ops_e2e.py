@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    bearer,
+    log_in,
+    make_admin,
+    unique_email,
+)
 from tests.servers import GatewayServer
 
 
@@ -22,8 +30,7 @@ def fresh_gateway(tmp_path: Path):
         server = GatewayServer(
             tmp_path / name, env={"BACKUP_DIR": str(tmp_path / "backups"), **env}
         )
-        made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-        assert made.returncode == 0, made.stderr
+        make_admin(server)
         servers.append(server)
         return server.start()
 

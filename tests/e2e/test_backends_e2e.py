@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    bearer,
+    log_in,
+    make_admin,
+    unique_email,
+)
 from tests.servers import REPO_ROOT, GatewayServer, free_port, gateway_env
 
 
@@ -38,8 +46,7 @@ def test_duckdb_refuses_several_workers_in_one_sentence(tmp_path: Path, how: str
 def test_the_server_runs_on_postgresql(tmp_path: Path) -> None:
     server = GatewayServer(tmp_path / "gateway", env={"BACKUP_DIR": str(tmp_path / "backups")})
     assert server.database_url
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
+    make_admin(server)
     with server, server.client() as http:
         assert http.get("/readyz").json()["status"] == "ready"
         email = unique_email()

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    bearer,
+    log_in,
+    make_admin,
+    unique_email,
+)
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 
@@ -39,8 +47,7 @@ def start_gateway(folder: Path, stub: StubServer, **env: str) -> GatewayServer:
             **env,
         },
     )
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
+    make_admin(server)
     return server.start()
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, log_in, unique_email
+from tests.e2e.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    PASSWORD,
+    log_in,
+    make_admin,
+    unique_email,
+)
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 
@@ -65,8 +72,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, stub: StubServer) -> Itera
             "BACKUP_DIR": str(data / "backups"),
         },
     )
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
+    make_admin(server)
     try:
         yield server.start()
     finally:
