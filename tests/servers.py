@@ -355,6 +355,11 @@ class GatewayServer:
         """`manage.py ARGS` against this server's database and settings."""
         return run_manage(args, self.env)
 
+    def create_admin(self, email: str, password: str) -> None:
+        """`manage.py createadmin`, which must succeed (before the server starts, on DuckDB)."""
+        made = self.manage("createadmin", "--email", email, "--password", password)
+        assert made.returncode == 0, made.stderr
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a `?`-placeholder query on this server's database, read directly: on
         DuckDB only while the server is stopped (it holds the file), on PostgreSQL anytime."""

@@ -117,15 +117,9 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def make_admin(server: GatewayServer) -> None:
-    """The tests' admin, made by `manage.py createadmin` before the server starts."""
-    made = server.manage("createadmin", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD)
-    assert made.returncode == 0, made.stderr
-
-
 def serve_with_admin(server: GatewayServer) -> Iterator[GatewayServer]:
     """For a module's server fixture: make the admin, then run."""
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     with server:
         yield server
 

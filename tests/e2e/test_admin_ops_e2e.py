@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    bearer,
-    log_in,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
 from tests.servers import GatewayServer
 
 
@@ -30,7 +22,7 @@ def fresh_gateway(tmp_path: Path):
         server = GatewayServer(
             tmp_path / name, env={"BACKUP_DIR": str(tmp_path / "backups"), **env}
         )
-        make_admin(server)
+        server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
         servers.append(server)
         return server.start()
 

@@ -11,15 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    bearer,
-    log_in,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
 from tests.servers import REPO_ROOT, GatewayServer, free_port, gateway_env
 
 
@@ -46,7 +38,7 @@ def test_duckdb_refuses_several_workers_in_one_sentence(tmp_path: Path, how: str
 def test_the_server_runs_on_postgresql(tmp_path: Path) -> None:
     server = GatewayServer(tmp_path / "gateway", env={"BACKUP_DIR": str(tmp_path / "backups")})
     assert server.database_url
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     with server, server.client() as http:
         assert http.get("/readyz").json()["status"] == "ready"
         email = unique_email()

@@ -12,15 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    bearer,
-    log_in,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 
@@ -47,7 +39,7 @@ def start_gateway(folder: Path, stub: StubServer, **env: str) -> GatewayServer:
             **env,
         },
     )
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     return server.start()
 
 

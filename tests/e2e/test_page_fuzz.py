@@ -21,15 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    bearer,
-    log_in,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, log_in, unique_email
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 
@@ -83,7 +75,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, stub: StubServer) -> Itera
         tmp_path_factory.mktemp("page-fuzz"),
         env={"OPENROUTER_BASE_URL": stub.base_url, "OPENROUTER_API_KEY": STUB_KEY},
     )
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     try:
         yield server.start()
     finally:

@@ -26,14 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    bearer,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, bearer, unique_email
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 from tests.services import delete_redis_keys
@@ -76,7 +69,7 @@ def cluster(
         "OPENROUTER_API_KEY": API_KEY,
     }
     server = GatewayServer(tmp_path_factory.mktemp("cluster"), env=env, startup_timeout=60)
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     server.start()
     try:
         wait_for_workers(server, WORKERS)

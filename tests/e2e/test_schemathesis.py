@@ -20,14 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    PASSWORD,
-    log_in,
-    make_admin,
-    unique_email,
-)
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, log_in, unique_email
 from tests.openrouter_stub import StubServer
 from tests.servers import GatewayServer
 
@@ -72,7 +65,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, stub: StubServer) -> Itera
             "BACKUP_DIR": str(data / "backups"),
         },
     )
-    make_admin(server)
+    server.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     try:
         yield server.start()
     finally:
