@@ -38,7 +38,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.gateway_bench import API_KEY, MESSAGES, MODEL, PASSWORD, StubProcess
+from bench.gateway_bench import API_KEY, MESSAGES, MODEL, PASSWORD, StubProcess, configure_stub
 from tests.servers import free_port, gateway_env
 
 BODY = {"model": MODEL, "messages": MESSAGES}
@@ -196,6 +196,8 @@ async def run(
     async with aiohttp.ClientSession(connector=connector) as session:
         for gateway in gateways:
             await gateway.sign_in(session)
+        if args.upstream_latency:
+            await configure_stub(session, stub, latency=args.upstream_latency / 1000)
         targets = [("direct", stub.base_url + "/chat/completions", API_KEY)] + [
             (g.label, g.base_url + "/api/ai/chat", g.token) for g in gateways
         ]
@@ -291,10 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         help="1: added latency, requests one at a time; N: each gateway's requests per second "
         "under N senders, the two measured one after the other in each round",
     )  # fmt: skip
+    parser.add_argument(
+        "--upstream-latency", type=float, default=0.0, metavar="MS",
+        help="the stand-in answers after MS milliseconds (0: at once, as gateway_bench.py "
+        "measures added latency); the direct target waits as long",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     print(
         f"# reproduce: bench/gateway_ab.py {args.old} {args.new} --rounds {args.rounds} "
         f"--duration {args.duration:g} --warmup {args.warmup:g} --concurrency {args.concurrency}"
+        f" --upstream-latency {args.upstream_latency:g}"
     )
     print(
         f"# load average {os.getloadavg()[0]:.2f} at the start; non-streaming chat, "
