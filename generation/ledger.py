@@ -11,15 +11,20 @@ id, a cost or a job. If the process dies in between, start-up books the pending 
 `interrupted` with a usage row at the call's reserved upper bound (`book_interrupted_calls`):
 never free, never lost.
 
-Both writes are journaled (core/db/journal.py, decision 52): on DuckDB "durable" means the
-write's line is fdatasync'ed in the journal, and the writer commits it right after, batched
-with its neighbours; start-up replays what a crash left in the journal before it books
-anything as interrupted. On PostgreSQL they simply commit.
+Both writes are journaled (core/db/journal.py, decisions 52, 56). On DuckDB a write is kept
+once its line is in the journal's file, which survives the death of the process, and durable
+once the journal's thread has synced it; the writer commits it right after, batched with its
+neighbours, and start-up replays what a crash left in the journal before it books anything as
+interrupted. The pending row is journaled as the call starts and synced while the upstream
+works; the settle waits for that sync (long done, as a rule) and for its own line to be
+written, not synced. So a killed process loses nothing it acknowledged, and a power loss
+after an answer books that call as interrupted at its upper bound: never free, never lost.
 
-The pending row is written only once the call has run for PENDING_ROW_DELAY (decision 48):
-a call that settles sooner writes its final row with one insert instead of an insert and
-an update. Nothing has been acknowledged before the settle, so the only thing a crash in
-that first instant can lose is an upstream call nobody was told about.
+The pending row is committed only once the call has run for PENDING_ROW_DELAY (decision 48),
+so history shows it as pending, or once a stream sends its id: a call that settles sooner
+commits its final row with one insert instead of an insert and an update, and its pending
+line stays in the journal until then. On PostgreSQL both writes simply commit, the pending
+row as the call starts.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -38,7 +42,7 @@ from django.conf import settings
 
 from accounts.repository import User
 from core.clock import utcnow
-from core.db import DatabaseError, Journaled, Tx, get_database
+from core.db import DatabaseError, Journaled, JournalEntry, Tx, get_database
 from core.errors import UpstreamError, ValidationFailed
 from generation import repository as repo
 from generation import spend
@@ -63,10 +67,10 @@ MODEL_KIND = {
     "shorten": "text",
 }
 USAGE_KIND = {"video": "video_submit"}
-# How long a call runs before its pending row is written (see the module doc).
+# How long a call runs before its pending row is committed (see the module doc).
 PENDING_ROW_DELAY = 0.025
-# Ledger calls between admission and settle in this process; a call alone makes its writes
-# durable on the event loop (Database.awrite_journaled's `alone`, decision 54).
+# Ledger calls between admission and settle in this process: a call alone waits for its
+# pending row's sync on the event loop, instead of being woken (decision 54).
 _running = 0
 # Where a client finds the models of a catalogue kind.
 _MODEL_LIST = {"embedding": "/v1/models"}
@@ -165,11 +169,8 @@ class Call:
 
     row: Generation  # the pending history row; answered() fills in the final fields
     outcome: CallOutcome  # the usage record of the upstream call
-    # The pending row's write, once started: journaled (a task the settle awaits), or
-    # queued to the writer (a thread's future: the loop pays nothing unless it waits).
-    pending: asyncio.Future[None] | None = None
-    queued: Future[None] | None = None
-    _timer: asyncio.TimerHandle | None = None  # starts that write after PENDING_ROW_DELAY
+    pending: JournalEntry  # the pending row's write, journaled as the call starts
+    _timer: asyncio.TimerHandle | None = None  # queues that write after PENDING_ROW_DELAY
     pieces: list[str] = field(default_factory=list)  # text streamed so far
     upstream_id: str | None = None  # OpenRouter's generation id, once the upstream said it
     held: float = 0.0  # the budget reservation, released when the call settles
@@ -182,39 +183,12 @@ class Call:
     def id(self) -> UUID:
         return self.row.id
 
-    def write_pending(self, *, journaled: bool = False) -> asyncio.Future[None] | Future[None]:
-        """Start writing the pending row now, if that has not started yet, and return that
-        write: queued to the writer, or journaled when someone is about to be told the
-        call's id."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.pending is not None:
-            return self.pending
-        if self.queued is None:
-            db = get_database()
-            if journaled:
-                self.pending = asyncio.ensure_future(
-                    db.awrite_journaled(PENDING, self.row, alone=_alone())
-                )
-                self.pending.add_done_callback(self._pending_written)
-                return self.pending
-            self.queued = db.queue_batched(_write_calls, self.row)
-            self.queued.add_done_callback(self._pending_written)  # maybe never awaited
-        return self.queued
-
-    def _pending_written(self, write: asyncio.Future[None] | Future[None]) -> None:
-        if not write.cancelled() and write.exception() is not None:
-            log.warning("the pending row of call %s was not written; its settle writes it", self.id)
-
     async def durable(self) -> None:
-        """Until the pending row is durable, so the call's id survives a crash (streams
-        send it before the call settles). A failed write is settled as an insert later."""
-        written = self.write_pending(journaled=True)  # queued already: once it commits
+        """Until the pending row is durable and committed for reads, so the call's id
+        survives a crash (streams send it before the call settles). A failed write is
+        settled as an insert later."""
         with contextlib.suppress(DatabaseError):
-            await asyncio.shield(
-                asyncio.wrap_future(written) if isinstance(written, Future) else written
-            )
+            await self.pending.durable()
 
     @property
     def upstream_user(self) -> str:
@@ -262,7 +236,7 @@ async def run(
 ) -> AsyncIterator[Call]:
     """Run the upstream call made inside the block as a ledger entry.
 
-    The pending row is queued on entry; on exit the call is settled — completed, failed or
+    The pending row is journaled on entry; on exit the call is settled — completed, failed or
     cancelled — and that commit is awaited, even if the client has gone away.
     """
     now = utcnow()
@@ -274,8 +248,13 @@ async def run(
         finished_at=None, reserved_cost=admission.reserved_cost, conversation_id=conversation_id,
     )  # fmt: skip
     outcome = CallOutcome(user.id, USAGE_KIND.get(kind, kind), admission.model.id, row.id)
-    call = Call(row, outcome, held=admission.held)
-    call._timer = asyncio.get_running_loop().call_later(PENDING_ROW_DELAY, call.write_pending)
+    try:
+        pending = get_database().journal(PENDING, row, sync_now=True, defer=True)
+    except BaseException:
+        release(admission)
+        raise
+    call = Call(row, outcome, pending, held=admission.held)
+    call._timer = asyncio.get_running_loop().call_later(PENDING_ROW_DELAY, pending.queue)
     global _running
     _running += 1
     try:
@@ -298,12 +277,6 @@ async def run(
         await _settle(call, call.row)
     finally:
         _running -= 1
-
-
-def _alone() -> bool:
-    """No other ledger call runs in this process (then a sync on the loop delays nobody's
-    generation)."""
-    return _running <= 1
 
 
 def _ended(call: Call, error: BaseException | None) -> Generation:
@@ -349,21 +322,25 @@ class Settle(NamedTuple):
     usage: UsageRecord
     released: float  # the reservation given back
     ends: UUID | None  # the id of the budget hold that ends with it
-    row_written: bool  # its pending row was written (queued) first: replace that row
+    row_written: bool  # its pending row's write did not fail: replace that row
 
 
 def _write_calls(tx: Tx, items: Sequence[Generation | Settle]) -> list[None]:
     """The ledger's one batched write: pending rows (Generation) and settled calls (Settle)
-    in whatever mix the writer gathered, in three or four statements: pending rows first
-    (a settle in the same batch follows its pending row), then the settled rows, then,
-    after the commit, the budgets. One function for all of them, so a batch is never cut
-    into a run per kind where pending rows and settles alternate (decision 54)."""
+    in whatever mix the writer gathered, in three or four statements: pending rows first,
+    then the settled rows, then, after the commit, the budgets. One function for all of
+    them, so a batch is never cut into a run per kind where pending rows and settles
+    alternate (decision 54). A call whose pending row and settle share the batch (a stream,
+    or a call just past PENDING_ROW_DELAY) costs one insert of its final row."""
     settles = [item for item in items if isinstance(item, Settle)]
-    repo.insert_pending_generations(tx, [item for item in items if isinstance(item, Generation)])
+    settled_ids = {s.final.id for s in settles}
+    pending = [item for item in items if isinstance(item, Generation)]
+    fresh = {row.id for row in pending} & settled_ids  # pending and settled in this batch
+    repo.insert_pending_generations(tx, [row for row in pending if row.id not in fresh])
     repo.record_settled(
         tx,
-        [(s.final, s.usage) for s in settles if s.row_written],
-        [(s.final, s.usage) for s in settles if not s.row_written],
+        [(s.final, s.usage) for s in settles if s.row_written and s.final.id not in fresh],
+        [(s.final, s.usage) for s in settles if not s.row_written or s.final.id in fresh],
     )
     for s in settles:
         spend.note_booked(
@@ -377,15 +354,15 @@ def _settled_line(item: Settle) -> list[Any]:
     return repo.settled_line(item.final, item.usage)
 
 
-# The ledger's writes are journaled (decision 52): durable once their journal line is on
-# disk, committed by the writer right after; a crash in between is replayed at start-up.
-# The pending row is journaled only when a stream is about to send the call's id: otherwise
-# nobody has heard of the call yet, and the row need only reach the writer.
+# The ledger's writes are journaled (decisions 52, 56): kept once their journal line is
+# written, durable once it is synced, committed by the writer right after; a crash in between
+# is replayed at start-up.
 PENDING = Journaled(
     "generation.ledger:PENDING", _write_calls, Generation.as_insert_row, repo.replay_pending
 )
 SETTLE = Journaled("generation.ledger:SETTLE", _write_calls, _settled_line, repo.replay_settled)
-# The key journal lines of calls settled without a pending row had before decision 54.
+# The key journal lines of calls settled without a pending row had before decision 54
+# (and, from decision 54 to 56, those of calls that settled within 25 ms).
 INSERT_SETTLED = Journaled(
     "generation.ledger:INSERT_SETTLED", _write_calls, _settled_line, repo.replay_settled
 )
@@ -396,26 +373,22 @@ async def _commit(
 ) -> None:
     usage, released, ends = booking
     db = get_database()
-    if call._timer is not None:  # settled before its pending row was due: never write it
+    if call._timer is not None:  # settled before its pending row was due: never commit it
         call._timer.cancel()
         call._timer = None
-    inserted = False
-    if call.pending is not None:  # journaled by durable(), which has waited for it
-        with contextlib.suppress(DatabaseError):
-            await call.pending
-            inserted = True
-    elif call.queued is not None:
-        queued = call.queued
-        # A writer that commits in queue order (DuckDB's) commits the pending row before
-        # this settle, which need not wait for it (decision 54) and inserts the row should
-        # that write have failed; elsewhere the settle waits for it.
-        if not queued.done() and not db.ordered_writes:
-            with contextlib.suppress(DatabaseError):
-                await asyncio.wrap_future(queued)
-        inserted = not queued.done() or (not queued.cancelled() and queued.exception() is None)
-    settled = Settle(final, usage, released, ends, row_written=inserted)
+    if call._also:  # committed with the job below, after the pending row
+        call.pending.queue()
+    # The pending row's line was synced while the upstream worked (on PostgreSQL, the row
+    # committed): from then on a power loss can only book this call as interrupted, so the
+    # settle need only be kept, its line written and not synced.
+    try:
+        await call.pending.synced(here=_running <= 1)
+        written = call.pending.queued
+    except DatabaseError:  # the settle writes the row instead
+        written = False
+    settled = Settle(final, usage, released, ends, row_written=written)
     if not call._also:
-        await db.awrite_journaled(SETTLE, settled, alone=_alone())
+        await db.journal(SETTLE, settled, replaces=call.pending).kept()
         return
 
     def settle_all(tx: Tx) -> None:

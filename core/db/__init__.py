@@ -12,7 +12,16 @@ import threading
 
 from django.conf import settings
 
-from core.db.base import DUCKDB, POSTGRESQL, Connection, Database, Dialects, Tx, dialect_of
+from core.db.base import (
+    DUCKDB,
+    POSTGRESQL,
+    Connection,
+    Database,
+    Dialects,
+    JournalEntry,
+    Tx,
+    dialect_of,
+)
 from core.db.database import DuckDBDatabase
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 from core.db.journal import Journaled
@@ -28,6 +37,7 @@ __all__ = [
     "Dialects",
     "DuckDBDatabase",
     "IntegrityViolation",
+    "JournalEntry",
     "Journaled",
     "Tx",
     "close_database",

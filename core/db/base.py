@@ -20,6 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar
 
+from core.db.errors import DatabaseError
+
 if TYPE_CHECKING:
     from core.db.journal import Journaled
 
@@ -103,9 +105,6 @@ class Database(ABC):
     """The process's database; a backend implements the abstract methods."""
 
     dialect: Dialect
-    # Writes commit one at a time, in the order they were queued (DuckDB's single writer):
-    # a write queued after another never commits before it, so it need not wait for it.
-    ordered_writes: bool = False
 
     def __init__(self) -> None:
         self._close_hooks: list[Callable[[Tx], None]] = []
@@ -206,14 +205,26 @@ class Database(ABC):
         which costs the event loop nothing (no wake-up when the write is done) unless it
         is wrapped and awaited."""
 
-    async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
-        """Make item's write durable and return; reads see it from then on (decision 52).
+    def journal(
+        self,
+        write: Journaled[I],
+        item: I,
+        *,
+        sync_now: bool = False,
+        defer: bool = False,
+        replaces: JournalEntry | None = None,
+    ) -> JournalEntry:
+        """Start item's write so that it is kept before it commits, and return it: await
+        its kept() before telling anyone of it, its durable() where a power loss must not
+        lose it either (decisions 52, 56). Reads see it once kept() was awaited.
 
-        A backend whose commit is cheap enough (PostgreSQL) simply commits it, batched like
-        awrite_batched(); DuckDB journals it and commits in the background. `alone`: the
-        caller knows of no other work in flight, so the backend may make it durable on the
-        calling thread rather than hand it to another and wait (decision 54)."""
-        await self.awrite_batched(write.apply, item)
+        A backend whose commit is cheap enough (PostgreSQL) simply commits it, batched
+        like awrite_batched(); DuckDB journals it and commits it in the background, where
+        the caller may say more: `sync_now`, a synced() is to come, so the sync may start
+        at once; `defer`, the write waits for the entry's queue() — or for the write that
+        `replaces` it, whose commit then stands for both (e.g. a call's final row for its
+        pending row)."""
+        return JournalEntry(self.queue_batched(write.apply, item))
 
     async def acaught_up(self) -> None:  # noqa: B027 - a no-op unless overridden
         """Until every journaled write has committed and run its after-commit work (for
@@ -233,6 +244,45 @@ class Database(ABC):
     @abstractmethod
     async def aflush_writes(self) -> None:
         """Like flush_writes(), awaited without blocking the event loop."""
+
+
+class JournalEntry:
+    """A write started by Database.journal(). Here its commit is all there is: it is
+    queued at once, and synced, kept and durable once committed; a backend that journals
+    it says so sooner."""
+
+    __slots__ = ("committed",)
+
+    def __init__(self, committed: Future[Any] | None) -> None:
+        self.committed = committed  # the writer's future, once queued
+
+    @property
+    def queued(self) -> bool:
+        return self.committed is not None
+
+    def queue(self) -> None:
+        """Queue a deferred write now (nothing once it is queued)."""
+
+    async def synced(self, *, here: bool = False) -> None:
+        """Until the write would survive a power loss; reads need not see it yet. Raises the
+        write's DatabaseError. `here`: the caller knows of no other work in flight, so the
+        backend may wait on the calling thread rather than be woken (decision 54)."""
+        await self._commit()
+
+    async def kept(self) -> None:
+        """Until the write would survive the death of this process; reads see it from then
+        on. Raises the write's DatabaseError."""
+        await self._commit()
+
+    async def durable(self) -> None:
+        """kept() and synced()."""
+        await self._commit()
+
+    async def _commit(self) -> None:
+        self.queue()
+        if self.committed is None:
+            raise DatabaseError("The write was never queued.")
+        await asyncio.shield(asyncio.wrap_future(self.committed))
 
 
 def log_failure(future: Any) -> None:

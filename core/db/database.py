@@ -26,7 +26,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import duckdb
 
-from core.db.base import DUCKDB, Connection, Database, Dialect, Tx, log_failure
+from core.db.base import DUCKDB, Connection, Database, Dialect, JournalEntry, Tx, log_failure
 from core.db.errors import DatabaseBusy, DatabaseError, DatabaseLocked, IntegrityViolation
 from core.db.journal import Journal, Journaled, encode_line, read_lines, replay_lines
 
@@ -104,7 +104,6 @@ class DuckDBDatabase(Database):
     """The process's DuckDB database: open once, read anywhere, write through one thread."""
 
     dialect: Dialect = DUCKDB
-    ordered_writes = True
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
@@ -120,7 +119,10 @@ class DuckDBDatabase(Database):
         self._journal: Journal | None = None
         self._journal_lock = threading.Lock()
         self._uncommitted = 0  # journaled writes queued, not yet committed
-        self._last_journaled: Future[Any] | None = None
+        self._queued_lines = 0  # journaled writes queued since open: each one's number
+        # The acknowledged write queued last (its number): reads wait for its commit, and
+        # so for every write queued before it (the writer commits in queue order).
+        self._acknowledged: tuple[int, Future[Any]] | None = None
         self._keep_journal = False  # a journaled write failed: its line waits for a restart
 
     # -- lifecycle -----------------------------------------------------------------
@@ -225,10 +227,17 @@ class DuckDBDatabase(Database):
         return cursor
 
     def _journaled_pending(self) -> Future[Any] | None:
-        """The last journaled write, while any is uncommitted (the writer runs in order:
-        once it is done, so are the others)."""
+        """The last acknowledged write, while it is uncommitted (the writer runs in order:
+        once it is done, so are the others). Unacknowledged ones nobody has heard of."""
+        acknowledged = self._acknowledged
+        if acknowledged is None or acknowledged[1].done():
+            return None
+        return acknowledged[1]
+
+    def _acknowledge(self, number: int, job: Future[Any]) -> None:
         with self._journal_lock:
-            return self._last_journaled if self._uncommitted else None
+            if self._acknowledged is None or self._acknowledged[0] < number:
+                self._acknowledged = (number, job)
 
     async def acaught_up(self) -> None:
         pending = self._journaled_pending()
@@ -344,50 +353,77 @@ class DuckDBDatabase(Database):
         per item."""
         return self._submit(fn, (item,), {}, batched=True)
 
-    async def awrite_journaled(self, write: Journaled[I], item: I, *, alone: bool = False) -> None:
-        """Journal item's write and return once the line is on disk; the writer commits it
-        in the background, and reads wait for that commit (journal.py, decision 52).
-
-        `alone` (nothing else in flight): the line is written and synced right here, on the
-        event loop, which then waits out the sync (~0.3 ms) instead of two thread hand-offs
-        on top of it (decision 54)."""
+    def journal(
+        self,
+        write: Journaled[I],
+        item: I,
+        *,
+        sync_now: bool = False,
+        defer: bool = False,
+        replaces: JournalEntry | None = None,
+    ) -> JournalEntry:
+        """Append item's line to the journal and queue its write (unless deferred); the
+        writer commits it in the background, batched, and reads wait for that commit once
+        it has been acknowledged (journal.py, decisions 52, 56). Writing the line is the
+        only system call on the caller's thread: the journal's thread syncs it, when
+        synced() asks or, with `sync_now`, at once."""
         journal = self._journal
+        # A deferred line `replaces` stands for is retired by this write's commit.
+        retires = replaces if isinstance(replaces, _JournalLine) and not replaces.queued else None
         # In memory there is no crash to survive, and past JOURNAL_MAX_BYTES the journal is
-        # left to empty: either way the write's own commit is what makes it durable.
+        # left to empty: either way the write's own commit is what keeps it.
         if journal is None or journal.size >= JOURNAL_MAX_BYTES:
-            await self.awrite_batched(write.apply, item)
-            return
+            return self._committing(write, item, retires)
         line = encode_line(write.key, write.encode(item))
-        synced: asyncio.Future[None] | None = None  # the journal's thread resolves it
-        failed: DatabaseError | None = None
-        # One section, so the journal is never emptied between the line and its count, and
-        # a reader never sees the count without the job.
+        # One section, so the journal is never emptied between the line and its count.
         with self._journal_lock:
             try:
-                written = alone and journal.write_now(line)
-            except DatabaseError as exc:
-                written, failed = True, exc
-            if not written:
-                synced = asyncio.get_running_loop().create_future()
-                journal.append(line, functools.partial(_resolve_soon, synced))
-            job = self._submit(write.apply, (item,), {}, batched=True, journaled=True)
-            self._uncommitted += 1
-            self._last_journaled = job
+                mark = journal.write(line, sync=sync_now)
+            except DatabaseError as exc:  # kept only once the writer commits it
+                log.error("%s Waiting for the database's own commit instead.", exc)
+                entry = None
+            else:
+                self._uncommitted += 1
+                entry = _JournalLine(self, journal, mark, write, item)
+                if not defer:
+                    self._queue_line(entry)
+                    if retires is not None:
+                        retires.number, retires.committed = entry.number, entry.committed
+        if entry is None:
+            return self._committing(write, item, retires)
+        if entry.committed is not None:
+            self._count_commit(entry.committed, retires)
+        return entry
+
+    def _committing(
+        self, write: Journaled[I], item: I, retires: _JournalLine | None
+    ) -> JournalEntry:
+        job = self.queue_batched(write.apply, item)
+        if retires is not None:
+            retires.committed = job
+            job.add_done_callback(self._journaled_committed)
+        return JournalEntry(job)
+
+    def _queue_line(self, entry: _JournalLine) -> Future[Any]:
+        """Queue a journaled line's write (with _journal_lock held)."""
+        job = self._submit(entry.write.apply, (entry.item,), {}, batched=True, journaled=True)
+        self._queued_lines += 1
+        entry.number, entry.committed = self._queued_lines, job
+        return job
+
+    def _count_commit(self, job: Future[Any], retires: _JournalLine | None) -> None:
+        """Once job commits, its line — and the deferred line it retires — no longer need
+        the journal (outside _journal_lock: a job already done calls back at once)."""
         job.add_done_callback(self._journaled_committed)
-        try:
-            if failed is not None:
-                raise failed
-            if synced is not None:
-                await asyncio.shield(synced)
-            else:  # outside the lock: readers and the writer's callback take it
-                journal.sync()
-        except DatabaseError as exc:  # not on disk: durable only once the writer commits it
-            log.error("%s Waiting for the database's own commit instead.", exc)
-            await asyncio.shield(asyncio.wrap_future(job))
-            return
-        if self._uncommitted > JOURNAL_BACKLOG:  # back-pressure (see JOURNAL_BACKLOG)
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.wrap_future(job))
+        if retires is not None:
+            job.add_done_callback(self._journaled_committed)
+
+    def _queue_deferred(self, entry: _JournalLine) -> None:
+        with self._journal_lock:
+            if entry.committed is not None:
+                return
+            job = self._queue_line(entry)
+        self._count_commit(job, None)
 
     def _journaled_committed(self, job: Future[Any]) -> None:
         failed = job.cancelled() or job.exception() is not None
@@ -432,6 +468,53 @@ class DuckDBDatabase(Database):
 
     async def aflush_writes(self) -> None:
         await self.awrite(_nothing)
+
+
+class _JournalLine(JournalEntry):
+    """A write whose line is in the journal: kept at once, durable once synced."""
+
+    __slots__ = ("_db", "_journal", "_mark", "item", "number", "write")
+
+    def __init__(
+        self, db: DuckDBDatabase, journal: Journal, mark: int, write: Journaled[Any], item: Any
+    ) -> None:
+        super().__init__(None)
+        self._db, self._journal, self._mark = db, journal, mark
+        self.write, self.item = write, item
+        self.number = 0  # its place in the writer's queue, once queued
+
+    def queue(self) -> None:
+        if self.committed is None:
+            self._db._queue_deferred(self)
+
+    async def synced(self, *, here: bool = False) -> None:
+        if here:
+            try:
+                self._journal.sync_here(self._mark)
+                return
+            except DatabaseError as exc:
+                log.error("%s Waiting for the database's own commit instead.", exc)
+                await self._commit()
+                return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._journal.on_disk(self._mark, functools.partial(_resolve_soon, waiter)):
+            return
+        try:
+            await asyncio.shield(waiter)
+        except DatabaseError:  # not on disk: durable once the writer commits it
+            await self._commit()
+
+    async def kept(self) -> None:
+        self.queue()
+        assert self.committed is not None
+        self._db._acknowledge(self.number, self.committed)
+        if self._db._uncommitted > JOURNAL_BACKLOG:  # back-pressure (see JOURNAL_BACKLOG)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wrap_future(self.committed))
+
+    async def durable(self) -> None:
+        await self.kept()
+        await self.synced()
 
 
 def _resolve_soon(future: asyncio.Future[None], error: DatabaseError | None) -> None:

@@ -1,13 +1,14 @@
-"""The journal: acknowledged writes that are on disk before the database has them
-(decision 52).
+"""The journal: writes that are kept before the database has them (decisions 52, 56).
 
 A DuckDB commit costs milliseconds of CPU, too much to put on every generation's response
 path, yet a response that carries an id or a cost must survive a crash. So a journaled write
-is appended to a file beside the database as one JSON line and fdatasync'ed — one sync for
-every line appended meanwhile (group sync) — and that is what the caller awaits. The writer
-thread commits the same write in the background, batched with whatever else is queued, and
-until it has, every read of the database waits for it (read-your-writes). The file is
-emptied whenever the writer has caught up; at open, lines a dead process left behind are
+is appended to a file beside the database as one JSON line, and the writer thread commits
+the same write in the background, batched with whatever else is queued. Once written, the
+line survives the death of the process (the kernel holds it); one thread fdatasyncs
+whatever has been written, one sync for every line written meanwhile (group sync), and a
+caller whose write must also survive a power loss waits for that. Until an acknowledged
+write has committed, every read of the database waits for it (read-your-writes). The file
+is emptied whenever the writer has caught up; at open, lines a dead process left behind are
 replayed, idempotently, before anything else runs.
 """
 
@@ -116,9 +117,13 @@ def _journaled(key: str) -> Journaled[Any]:
 
 
 class Journal:
-    """An append-only file of lines, written and synced to disk by one thread for all of
-    them: a caller hands a line over and is called back once it is on disk, so no system
-    call runs on the caller's thread (the event loop)."""
+    """An append-only file of lines. A caller writes its line itself, into the page cache:
+    from then on it survives the death of the process. One thread puts lines on disk when
+    they must survive a power loss too — those written with sync=True, and any a caller
+    asks about (on_disk) — with one fdatasync for every line written meanwhile (group sync).
+
+    A line nobody needs on disk is never synced for its own sake (decision 56): on ext4 an
+    append waits while a sync of its file commits, so every sync can delay the next write."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -128,7 +133,12 @@ class Journal:
             raise DatabaseError(f"The journal {path} cannot be opened ({exc.strerror}).") from None
         self._size = os.fstat(self._fd).st_size
         self._cond = threading.Condition()
-        self._queued: list[tuple[bytes, Synced]] = []  # lines handed over, not yet written
+        # Bytes written and bytes on disk since the file was opened: a line's mark is the
+        # first count at its end. They only grow (emptying the file does not reset them).
+        self._written = 0
+        self._wanted = 0  # the mark up to which lines are to be synced
+        self._synced = 0
+        self._waiting: list[tuple[int, Synced]] = []  # (mark, callback) not on disk yet
         self._closed = False
         self._thread = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
         self._thread.start()
@@ -138,32 +148,51 @@ class Journal:
         """Bytes of lines in the file."""
         return self._size
 
-    def append(self, line: bytes, synced: Synced) -> None:
-        """Hand the line over; synced(None) is called from the journal's thread once it is
-        on disk, synced(error) if it could not be written or synced."""
+    def write(self, line: bytes, *, sync: bool = False) -> int:
+        """Append the line on the calling thread and return its mark; `sync`: the journal's
+        thread syncs it now, ahead of an on_disk() expected later. A line that could not be
+        written whole is cut off again."""
         with self._cond:
             if self._closed:
                 raise DatabaseError("The journal is closed.")
-            self._queued.append((line, synced))
-            self._cond.notify()
+            try:
+                _write_all(self._fd, line)
+            except OSError as exc:  # never leave part of a line for the next one to follow
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+                raise DatabaseError(f"The journal could not be written ({exc.strerror}).") from None
+            self._size += len(line)
+            self._written += len(line)
+            if sync:
+                self._wanted = self._written
+                self._cond.notify()
+            return self._written
 
-    def write_now(self, line: bytes) -> bool:
-        """Write the line on the calling thread, unless lines are waiting for the journal's
-        thread (then False: hand it over instead, to keep the order). sync() follows."""
+    def on_disk(self, mark: int, synced: Synced) -> bool:
+        """True if the line of that mark is on disk; otherwise synced(None) is called from
+        the journal's thread once it is, synced(error) if it could not be synced."""
         with self._cond:
-            if self._closed or self._queued:
-                return False
-            error = self._write(line)
-        if error is not None:
-            raise error
-        return True
+            if self._synced >= mark:
+                return True
+            self._waiting.append((mark, synced))
+            if self._wanted < mark:
+                self._wanted = mark
+                self._cond.notify()
+            return False
 
-    def sync(self) -> None:
-        """Put what was written on disk, on the calling thread."""
+    def sync_here(self, mark: int) -> None:
+        """Put the line of that mark on disk from the calling thread, now (a sync of the
+        journal's thread already under way is waited out by the kernel instead of being
+        heard of later)."""
+        with self._cond:
+            if self._synced >= mark:
+                return
+            target = self._written
         try:
             os.fdatasync(self._fd)
         except OSError as exc:
             raise DatabaseError(f"The journal could not be synced ({exc.strerror}).") from None
+        self._synced_to(target, None)
 
     def empty(self) -> None:
         """Drop every line (the database has committed them all)."""
@@ -173,7 +202,7 @@ class Journal:
                 self._size = 0
 
     def close(self) -> None:
-        """Write and sync what was handed over, then close."""
+        """Sync what was written, then close."""
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -183,32 +212,34 @@ class Journal:
     def _sync_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._queued and not self._closed:
+                while self._synced >= self._wanted and not self._closed:
                     self._cond.wait()
-                if not self._queued:
+                if self._closed:
+                    self._wanted = self._written
+                if self._synced >= self._wanted:
                     return
-                batch, self._queued = self._queued, []
-                error = self._write(b"".join(line for line, _ in batch))
-            if error is None:
-                try:
-                    self.sync()
-                except DatabaseError as exc:
-                    error = exc
-            for _, synced in batch:
-                try:
-                    synced(error)
-                except Exception:
-                    log.exception("a journal callback failed")
+                target = self._written
+            error = None
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                error = DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+                log.error("%s", error)
+            self._synced_to(target, error)
 
-    def _write(self, data: bytes) -> DatabaseError | None:
-        try:
-            _write_all(self._fd, data)
-        except OSError as exc:  # never leave part of a line for the next one to follow
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
-            return DatabaseError(f"The journal could not be written ({exc.strerror}).")
-        self._size += len(data)
-        return None
+    def _synced_to(self, target: int, error: DatabaseError | None) -> None:
+        """Lines up to target have been synced (or failed to be): tell who waits for them."""
+        with self._cond:
+            if self._synced >= target:
+                return
+            self._synced = target
+            due = [synced for mark, synced in self._waiting if mark <= target]
+            self._waiting = [(mark, synced) for mark, synced in self._waiting if mark > target]
+        for synced in due:
+            try:
+                synced(error)
+            except Exception:
+                log.exception("a journal callback failed")
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -118,7 +118,10 @@ def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     return calls
 
 
+@pytest.mark.duckdb_only  # PostgreSQL commits the pending row as the call starts
 def test_a_fast_call_settles_with_one_insert_and_no_pending_row(alice, stub, database, monkeypatch):
+    """Decision 56: its pending row is only a journal line, which the settle's commit
+    retires; the writer inserts the final row."""
     monkeypatch.setattr("generation.ledger.PENDING_ROW_DELAY", 30.0)
     inserted = counting(monkeypatch, "insert_generations")
     answer = alice.client.call("POST", "/api/generate/text", {"model": TEXT_MODEL, "prompt": "hi"})
@@ -161,8 +164,8 @@ async def test_a_settle_waits_for_no_pending_row_and_writes_the_row_if_that_writ
     alice, stub, database, monkeypatch
 ):
     """DuckDB's writer commits in queue order, so a settle queued behind its pending row
-    answers once its journal line is on disk (decision 54); and should the pending row's
-    write fail meanwhile, the settle inserts the final row."""
+    answers once the pending row's line is on disk and its own written (decisions 54, 56);
+    and should the pending row's write fail meanwhile, the settle inserts the final row."""
     import asyncio
     import threading
 
