@@ -87,6 +87,23 @@ def stored(db: DuckDBDatabase, generation_id: uuid.UUID) -> tuple[Any, list[Any]
     return row, usage
 
 
+def booked_at_restart(image: Path) -> tuple[int, list[tuple[Any, ...]]]:
+    """Open a crash image as the next start would: the calls it books as interrupted, and
+    each call's status with its usage row's status and cost."""
+    reopened = DuckDBDatabase(image).open()
+    try:
+        interrupted = reopened.write(repo.book_interrupted_calls, utcnow())
+        calls = reopened.read(
+            lambda con: con.execute(
+                "SELECT g.status, u.status, u.cost FROM generations g"
+                " JOIN usage_records u ON u.generation_id = g.id"
+            ).fetchall()
+        )
+        return interrupted, calls
+    finally:
+        reopened.close()
+
+
 def test_an_acknowledged_settle_survives_a_crash_before_its_commit(
     alice, database, stalled, tmp_path
 ):
@@ -249,19 +266,8 @@ def test_a_stream_whose_id_was_sent_is_booked_after_a_crash_even_if_never_commit
     acknowledge(database, ledger.PENDING, pending)  # what Call.durable() waits for
     image = crash_image(database, tmp_path / "crash")
 
-    reopened = DuckDBDatabase(image).open()
-    try:
-        assert reopened.write(repo.book_interrupted_calls, utcnow()) == 1
-        row = reopened.read(
-            lambda con: con.execute(
-                "SELECT g.status, u.cost FROM generations g"
-                " JOIN usage_records u ON u.generation_id = g.id WHERE g.id = ?",
-                [final.id],
-            ).fetchone()
-        )
-        assert row == ("interrupted", 0.01)  # at the reserved upper bound: never free
-    finally:
-        reopened.close()
+    # at the reserved upper bound: never free
+    assert booked_at_restart(image) == (1, [("interrupted", "error", 0.01)])
 
 
 def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
@@ -426,18 +432,9 @@ async def test_a_process_killed_while_upstream_works_books_the_call_as_interrupt
         await call
         await get_openrouter_client().aclose()
 
-    reopened = DuckDBDatabase(image).open()
-    try:
-        assert reopened.write(repo.book_interrupted_calls, utcnow()) == 1
-        row = reopened.read(
-            lambda con: con.execute(
-                "SELECT g.status, u.status, u.cost > 0 FROM generations g"
-                " JOIN usage_records u ON u.generation_id = g.id"
-            ).fetchall()
-        )
-        assert row == [("interrupted", "error", True)]  # at its upper bound
-    finally:
-        reopened.close()
+    interrupted, [(status, usage_status, cost)] = booked_at_restart(image)
+    assert (interrupted, status, usage_status) == (1, "interrupted", "error")
+    assert cost > 0  # at its upper bound: never free
 
 
 @pytest.mark.anyio
