@@ -12,6 +12,7 @@ a repository keeps both statements side by side in a `Dialects`, picked per conn
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -219,12 +220,18 @@ class Database(ABC):
         lose it either (decisions 52, 56). Reads see it once kept() was awaited.
 
         A backend whose commit is cheap enough (PostgreSQL) simply commits it, batched
-        like awrite_batched(); DuckDB journals it and commits it in the background, where
-        the caller may say more: `sync_now`, a synced() is to come, so the sync may start
-        at once; `defer`, the write waits for the entry's queue() — or for the write that
-        `replaces` it, whose commit then stands for both (e.g. a call's final row for its
-        pending row)."""
-        return JournalEntry(self.queue_batched(write.apply, item))
+        like awrite_batched(); DuckDB journals it and commits it in the background.
+        `sync_now`: a synced() is to come, so the sync may start at once. `defer`: the
+        write waits for the entry's queue(), or for the write that `replaces` it, whose
+        commit then stands for both (a call's final row for its pending row). A deferred
+        write is kept meanwhile only where it is journaled: on PostgreSQL it does not exist
+        until queued."""
+        if replaces is not None:
+            replaces.replaced()
+        entry = JournalEntry(None, functools.partial(self.queue_batched, write.apply, item))
+        if not defer:
+            entry.queue()
+        return entry
 
     async def acaught_up(self) -> None:  # noqa: B027 - a no-op unless overridden
         """Until every journaled write has committed and run its after-commit work (for
@@ -248,26 +255,37 @@ class Database(ABC):
 
 class JournalEntry:
     """A write started by Database.journal(). Here its commit is all there is: it is
-    queued at once, and synced, kept and durable once committed; a backend that journals
-    it says so sooner."""
+    synced, kept and durable once committed; a backend that journals it says so sooner.
+    A deferred write starts when queue() is called (or never, if a write replaces it)."""
 
-    __slots__ = ("committed",)
+    __slots__ = ("_start", "committed")
 
-    def __init__(self, committed: Future[Any] | None) -> None:
+    def __init__(
+        self, committed: Future[Any] | None, start: Callable[[], Future[Any]] | None = None
+    ) -> None:
         self.committed = committed  # the writer's future, once queued
+        self._start = start  # queues a deferred write
 
     @property
     def queued(self) -> bool:
         return self.committed is not None
 
     def queue(self) -> None:
-        """Queue a deferred write now (nothing once it is queued)."""
+        """Queue a deferred write now (nothing once it is queued or replaced)."""
+        if self.committed is None and self._start is not None:
+            self.committed = self._start()
+
+    def replaced(self) -> None:
+        """A later write stands for this one, which is never to be queued now."""
+        self._start = None
 
     async def synced(self, *, here: bool = False) -> None:
-        """Until the write would survive a power loss; reads need not see it yet. Raises the
-        write's DatabaseError. `here`: the caller knows of no other work in flight, so the
-        backend may wait on the calling thread rather than be woken (decision 54)."""
-        await self._commit()
+        """Until what has been written of it would survive a power loss (nothing yet, for a
+        deferred write not queued); reads need not see it. Raises the write's
+        DatabaseError. `here`: the caller knows of no other work in flight, so the backend
+        may wait on the calling thread rather than be woken (decision 54)."""
+        if self.committed is not None:
+            await asyncio.shield(asyncio.wrap_future(self.committed))
 
     async def kept(self) -> None:
         """Until the write would survive the death of this process; reads see it from then
@@ -281,7 +299,7 @@ class JournalEntry:
     async def _commit(self) -> None:
         self.queue()
         if self.committed is None:
-            raise DatabaseError("The write was never queued.")
+            raise DatabaseError("The write was replaced by another and never queued.")
         await asyncio.shield(asyncio.wrap_future(self.committed))
 
 
