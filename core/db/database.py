@@ -387,22 +387,26 @@ class DuckDBDatabase(Database):
                 entry = _JournalLine(self, journal, mark, write, item)
                 if not defer:
                     self._queue_line(entry)
-                    if retires is not None:
-                        retires.number, retires.committed = entry.number, entry.committed
         if entry is None:
             return self._committing(write, item, retires)
         if entry.committed is not None:
-            self._count_commit(entry.committed, retires)
+            entry.committed.add_done_callback(self._journaled_committed)
+            self._retire(retires, entry.committed, entry.number)
         return entry
 
     def _committing(
         self, write: Journaled[I], item: I, retires: _JournalLine | None
     ) -> JournalEntry:
         job = self.queue_batched(write.apply, item)
-        if retires is not None:
-            retires.committed = job
-            job.add_done_callback(self._journaled_committed)
+        self._retire(retires, job)
         return JournalEntry(job)
+
+    def _retire(self, line: _JournalLine | None, job: Future[Any], number: int = 0) -> None:
+        """From now on job's commit is the deferred line's: the line leaves the journal's
+        count with it (outside _journal_lock: a job already done calls back at once)."""
+        if line is not None:
+            line.number, line.committed = number, job
+            job.add_done_callback(self._journaled_committed)
 
     def _queue_line(self, entry: _JournalLine) -> Future[Any]:
         """Queue a journaled line's write (with _journal_lock held)."""
@@ -411,19 +415,12 @@ class DuckDBDatabase(Database):
         entry.number, entry.committed = self._queued_lines, job
         return job
 
-    def _count_commit(self, job: Future[Any], retires: _JournalLine | None) -> None:
-        """Once job commits, its line — and the deferred line it retires — no longer need
-        the journal (outside _journal_lock: a job already done calls back at once)."""
-        job.add_done_callback(self._journaled_committed)
-        if retires is not None:
-            job.add_done_callback(self._journaled_committed)
-
     def _queue_deferred(self, entry: _JournalLine) -> None:
         with self._journal_lock:
             if entry.committed is not None:
                 return
             job = self._queue_line(entry)
-        self._count_commit(job, None)
+        job.add_done_callback(self._journaled_committed)  # outside the lock, as above
 
     def _journaled_committed(self, job: Future[Any]) -> None:
         failed = job.cancelled() or job.exception() is not None

@@ -188,10 +188,9 @@ class Journal:
             if self._synced >= mark:
                 return
             target = self._written
-        try:
-            os.fdatasync(self._fd)
-        except OSError as exc:
-            raise DatabaseError(f"The journal could not be synced ({exc.strerror}).") from None
+        error = self._fdatasync()
+        if error is not None:
+            raise error
         self._synced_to(target, None)
 
     def empty(self) -> None:
@@ -219,13 +218,17 @@ class Journal:
                 if self._synced >= self._wanted:
                     return
                 target = self._written
-            error = None
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                error = DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+            error = self._fdatasync()
+            if error is not None:
                 log.error("%s", error)
             self._synced_to(target, error)
+
+    def _fdatasync(self) -> DatabaseError | None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            return DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+        return None
 
     def _synced_to(self, target: int, error: DatabaseError | None) -> None:
         """Lines up to target have been synced (or failed to be): tell who waits for them."""
