@@ -293,6 +293,38 @@ def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
     assert groups == [3]  # one transaction for the three answers
 
 
+def test_a_lingering_writer_is_woken_only_by_what_must_not_wait(alice, database, monkeypatch):
+    from core.db import database as backend
+
+    monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
+    writer = database._writer.native_id
+    calls = [settled_call(uuid.UUID(alice.id)) for _ in range(31)]
+
+    async def keep(final: Generation, usage: UsageRecord) -> None:
+        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
+
+    asyncio.run(keep(*calls[0]))  # the writer starts to linger for the next 5 s
+    time.sleep(0.2)
+    before = _sleeps(writer)
+    for final, usage in calls[1:]:
+        asyncio.run(keep(final, usage))
+    assert _sleeps(writer) - before < 5  # thirty journaled writes, and the writer slept on
+    started = time.monotonic()
+    database.write(lambda tx: None)  # a write that is not journaled ends the linger at once
+    assert time.monotonic() - started < 4
+    assert database.read(
+        lambda con: con.execute(
+            "SELECT count(*) FROM generations WHERE user_id = ?", [alice.id]
+        ).fetchone()
+    ) == (31,)
+
+
+def _sleeps(thread_id: int) -> int:
+    """How often a thread of this process has gone to sleep (Linux)."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
 def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(
     alice, database, stalled, monkeypatch
 ):

@@ -112,7 +112,7 @@ class DuckDBDatabase(Database):
         self._open_lock = threading.Lock()
         self._local = threading.local()
         self._writer: threading.Thread | None = None
-        self._queue: SimpleQueue[_WriteJob | _Hurry | None] = SimpleQueue()
+        self._queue = _WriteQueue()
         self._writer_thread_id: int | None = None
         self._cursors: list[DuckDBConnection] = []
         # The journal of acknowledged writes the writer has not committed yet (journal.py).
@@ -159,7 +159,7 @@ class DuckDBDatabase(Database):
                     ) from None
                 raise error from None
             self._con = con
-            self._queue = SimpleQueue()
+            self._queue = _WriteQueue()
             self._writer = threading.Thread(
                 target=self._writer_loop, args=(con,), name="duckdb-writer", daemon=True
             )
@@ -280,9 +280,9 @@ class DuckDBDatabase(Database):
             if isinstance(job, _Hurry):
                 continue
             batch = [job]
-            stop = _gather(queue, batch)
+            stop, _ = queue.gather(batch)
             if not stop and all(one.journaled for one in batch):
-                stop = _linger(queue, batch)
+                stop = queue.linger(batch)
             if len(batch) == 1 or not self._run_group(con, batch):
                 for one in batch:
                     self._run_one(con, one)
@@ -343,7 +343,8 @@ class DuckDBDatabase(Database):
         if self._con is None:
             raise DatabaseError("The database is not open.")
         future: Future[Any] = Future()
-        self._queue.put(_WriteJob(fn, args, kwargs, future, batched, journaled))
+        job = _WriteJob(fn, args, kwargs, future, batched, journaled)
+        self._queue.put(job, urgent=not journaled)
         return future
 
     def queue_batched(self, fn: Callable[[Tx, list[I]], Sequence[T]], item: I) -> Future[T]:
@@ -546,43 +547,60 @@ class _Hurry:
 
 
 HURRY = _Hurry()
-Queue = SimpleQueue[_WriteJob | _Hurry | None]
 
 
-def _gather(queue: Queue, batch: list[_WriteJob]) -> bool:
-    """Add what is queued already to batch; True if the writer is to stop after it."""
-    while len(batch) < MAX_GROUP_COMMIT:
+class _WriteQueue:
+    """The writer's queue. A put wakes a writer waiting for work; while the writer lingers
+    (JOURNAL_LINGER), only what must not wait wakes it: a reader's hurry, a write that is
+    not journaled, a full batch, the stop. A journaled write queued meanwhile joins the
+    batch when the linger ends: waking the writer for each one cost every call a futex
+    wake and a turn of the GIL, 0.05 ms of added latency at c=1 (decision 57)."""
+
+    def __init__(self) -> None:
+        self._items: SimpleQueue[_WriteJob | _Hurry | None] = SimpleQueue()
+        self._lingering = False
+        self._nudge = threading.Event()
+
+    def put(self, item: _WriteJob | _Hurry | None, *, urgent: bool = True) -> None:
+        self._items.put(item)
+        if self._lingering and (urgent or self._items.qsize() >= MAX_GROUP_COMMIT):
+            self._nudge.set()
+
+    def get(self) -> _WriteJob | _Hurry | None:
+        return self._items.get()
+
+    def gather(self, batch: list[_WriteJob]) -> tuple[bool, bool]:
+        """Add what is queued already to batch: (stop after it, something must not wait)."""
+        urgent = False
+        while len(batch) < MAX_GROUP_COMMIT:
+            try:
+                nxt = self._items.get_nowait()
+            except Empty:
+                return False, urgent
+            if nxt is None:
+                return True, True
+            if isinstance(nxt, _Hurry):
+                urgent = True
+            else:
+                batch.append(nxt)
+                urgent = urgent or not nxt.journaled
+        return False, True
+
+    def linger(self, batch: list[_WriteJob]) -> bool:
+        """Let more journaled writes join batch for up to JOURNAL_LINGER, ending early when
+        something must not wait; True to stop after it."""
+        deadline = time.monotonic() + JOURNAL_LINGER
+        self._lingering = True
         try:
-            nxt = queue.get_nowait()
-        except Empty:
-            return False
-        if nxt is None:
-            return True
-        if not isinstance(nxt, _Hurry):
-            batch.append(nxt)
-    return False
-
-
-def _linger(queue: Queue, batch: list[_WriteJob]) -> bool:
-    """Wait up to JOURNAL_LINGER for more journaled writes to join batch, ending early when
-    a reader hurries it, another write waits or the batch is full; True to stop after it."""
-    deadline = time.monotonic() + JOURNAL_LINGER
-    while len(batch) < MAX_GROUP_COMMIT:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        try:
-            nxt = queue.get(timeout=remaining)
-        except Empty:
-            return False
-        if nxt is None:
-            return True
-        if isinstance(nxt, _Hurry):
-            return _gather(queue, batch)
-        batch.append(nxt)
-        if not nxt.journaled:
-            return _gather(queue, batch)
-    return False
+            while True:
+                self._nudge.clear()
+                stop, urgent = self.gather(batch)
+                remaining = deadline - time.monotonic()
+                if urgent or remaining <= 0:
+                    return stop
+                self._nudge.wait(remaining)
+        finally:
+            self._lingering = False
 
 
 def _runs(batch: list[_WriteJob]) -> list[list[_WriteJob]]:
