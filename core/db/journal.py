@@ -52,7 +52,7 @@ class Journaled(Generic[I]):
 
 
 def encode_line(key: str, value: Any) -> bytes:
-    return (json.dumps([key, value], default=_tag, separators=(",", ":")) + "\n").encode()
+    return (_ENCODER.encode([key, value]) + "\n").encode()
 
 
 def _tag(value: Any) -> Any:
@@ -61,6 +61,10 @@ def _tag(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$ts": value.isoformat()}
     raise TypeError(f"a journal line cannot hold {type(value).__name__}")
+
+
+# Built once (json.dumps with options builds one per call); a line is a tree, never a cycle.
+_ENCODER = json.JSONEncoder(default=_tag, separators=(",", ":"), check_circular=False)
 
 
 def _untag(obj: dict[str, Any]) -> Any:

@@ -7,6 +7,8 @@ import weakref
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from .client import DEFAULT_BASE_URL, OpenRouterClient
 
@@ -48,10 +50,24 @@ _clients: weakref.WeakKeyDictionary[
 _closing: set[asyncio.Task[None]] = set()
 
 
+# The settings as last read: reading them costs ~10 µs, on every upstream call otherwise.
+# They change at run time only in tests, which Django tells (setting_changed).
+_config: OpenRouterSettings | None = None
+
+
+@receiver(setting_changed)
+def _forget_config(*, setting: str, **kwargs: object) -> None:
+    global _config
+    if setting.startswith("OPENROUTER_"):
+        _config = None
+
+
 def get_openrouter_client() -> OpenRouterClient:
     """The shared client for the running loop; rebuilt when the settings changed."""
+    global _config
     loop = asyncio.get_running_loop()
-    config = OpenRouterSettings.from_django()
+    config = _config or OpenRouterSettings.from_django()
+    _config = config
     current = _clients.get(loop)
     if current is not None and current[0] == config:
         return current[1]
@@ -74,4 +90,6 @@ async def close_openrouter_client() -> None:
 
 def reset_openrouter_client() -> None:
     """Forget every shared client (tests); the next get_openrouter_client() builds anew."""
+    global _config
+    _config = None
     _clients.clear()
