@@ -5,6 +5,8 @@ reads wait for what was acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import shutil
 import threading
 import time
@@ -323,6 +325,50 @@ def _sleeps(thread_id: int) -> int:
     """How often a thread of this process has gone to sleep (Linux)."""
     status = Path(f"/proc/self/task/{thread_id}/status").read_text()
     return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_after_a_failed_sync_no_line_counts_as_synced_until_it_commits(
+    alice, database, stalled, monkeypatch, caplog
+):
+    syncs: list[int] = []
+    real = os.fdatasync
+
+    def failing_once(fd: int) -> None:
+        syncs.append(fd)
+        if len(syncs) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_once)
+    calls = [settled_call(uuid.UUID(alice.id)) for _ in range(2)]
+
+    async def run() -> None:
+        settles = [ledger.Settle(final, usage, 0.0, None, False) for final, usage in calls]
+        first = database.journal(ledger.SETTLE, settles[0], sync_now=True)
+        for _ in range(100):  # the journal's thread tries to sync it and fails
+            if syncs:
+                break
+            await asyncio.sleep(0.05)
+        second = database.journal(ledger.SETTLE, settles[1])
+        # The kernel may have dropped the first line, and a sync now could succeed without
+        # it: neither line is on disk until the database commits it (the writer is stalled).
+        waits = [
+            asyncio.ensure_future(first.synced()),
+            asyncio.ensure_future(first.synced(here=True)),
+            asyncio.ensure_future(second.synced(here=True)),
+            asyncio.ensure_future(second.synced()),
+        ]
+        await asyncio.sleep(0.3)
+        assert [wait.done() for wait in waits] == [False] * 4
+        stalled.set()
+        await asyncio.wait_for(asyncio.gather(*waits), 10)
+
+    asyncio.run(run())
+    assert len(syncs) == 1  # no sync tried after the failure
+    assert [stored(database, final.id)[0] for final, _ in calls] == [
+        ("completed", 0.00042, "hi there")
+    ] * 2
+    assert "The journal could not be synced (Input/output error)" in caplog.text
 
 
 def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(

@@ -486,20 +486,15 @@ class _JournalLine(JournalEntry):
             self._db._queue_deferred(self)
 
     async def synced(self, *, here: bool = False) -> None:
-        if here:
-            try:
+        try:
+            if here:
                 self._journal.sync_here(self._mark)
                 return
-            except DatabaseError as exc:
-                log.error("%s Waiting for the database's own commit instead.", exc)
-                await self._commit()
+            waiter = asyncio.get_running_loop().create_future()
+            if self._journal.on_disk(self._mark, functools.partial(_resolve_soon, waiter)):
                 return
-        waiter = asyncio.get_running_loop().create_future()
-        if self._journal.on_disk(self._mark, functools.partial(_resolve_soon, waiter)):
-            return
-        try:
             await asyncio.shield(waiter)
-        except DatabaseError:  # not on disk: durable once the writer commits it
+        except DatabaseError:  # not on disk (the journal logged why): durable once committed
             await self._commit()
 
     async def kept(self) -> None:

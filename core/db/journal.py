@@ -127,7 +127,12 @@ class Journal:
     asks about (on_disk) — with one fdatasync for every line written meanwhile (group sync).
 
     A line nobody needs on disk is never synced for its own sake (decision 56): on ext4 an
-    append waits while a sync of its file commits, so every sync can delay the next write."""
+    append waits while a sync of its file commits, so every sync can delay the next write.
+
+    After a failed fdatasync the kernel may have dropped the lines it could not write, and
+    a later sync can succeed without them, so none is tried again: until the next open,
+    every line not known to be on disk is reported as not (the caller then waits for the
+    database's own commit)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -143,6 +148,7 @@ class Journal:
         self._wanted = 0  # the mark up to which lines are to be synced
         self._synced = 0
         self._waiting: list[tuple[int, Synced]] = []  # (mark, callback) not on disk yet
+        self._failed: str | None = None  # why a sync failed: no line is synced any more
         self._closed = False
         self._thread = threading.Thread(target=self._sync_loop, name="journal-sync", daemon=True)
         self._thread.start()
@@ -174,10 +180,13 @@ class Journal:
 
     def on_disk(self, mark: int, synced: Synced) -> bool:
         """True if the line of that mark is on disk; otherwise synced(None) is called from
-        the journal's thread once it is, synced(error) if it could not be synced."""
+        the journal's thread once it is, synced(error) if it could not be synced. Raises
+        DatabaseError once a sync has failed."""
         with self._cond:
             if self._synced >= mark:
                 return True
+            if self._failed is not None:
+                raise DatabaseError(self._failed)
             self._waiting.append((mark, synced))
             if self._wanted < mark:
                 self._wanted = mark
@@ -191,11 +200,13 @@ class Journal:
         with self._cond:
             if self._synced >= mark:
                 return
+            if self._failed is not None:
+                raise DatabaseError(self._failed)
             target = self._written
         error = self._fdatasync()
+        self._synced_to(target, error)
         if error is not None:
             raise error
-        self._synced_to(target, None)
 
     def empty(self) -> None:
         """Drop every line (the database has committed them all)."""
@@ -215,33 +226,40 @@ class Journal:
     def _sync_loop(self) -> None:
         while True:
             with self._cond:
-                while self._synced >= self._wanted and not self._closed:
+                while not self._closed and (self._failed or self._synced >= self._wanted):
                     self._cond.wait()
                 if self._closed:
                     self._wanted = self._written
-                if self._synced >= self._wanted:
+                if self._failed or self._synced >= self._wanted:
                     return
                 target = self._written
-            error = self._fdatasync()
-            if error is not None:
-                log.error("%s", error)
-            self._synced_to(target, error)
+            self._synced_to(target, self._fdatasync())
 
     def _fdatasync(self) -> DatabaseError | None:
         try:
             os.fdatasync(self._fd)
         except OSError as exc:
-            return DatabaseError(f"The journal could not be synced ({exc.strerror}).")
+            error = DatabaseError(
+                f"The journal could not be synced ({exc.strerror}). Until a restart, writes "
+                "wait for the database's own commit instead."
+            )
+            log.error("%s", error)
+            return error
         return None
 
     def _synced_to(self, target: int, error: DatabaseError | None) -> None:
-        """Lines up to target have been synced (or failed to be): tell who waits for them."""
+        """Lines up to target have been synced, or failed to be: then so has every line
+        anyone waits for. Tell them."""
         with self._cond:
-            if self._synced >= target:
+            if error is not None:
+                self._failed = str(error)
+                due, self._waiting = [synced for _, synced in self._waiting], []
+            elif self._synced >= target:
                 return
-            self._synced = target
-            due = [synced for mark, synced in self._waiting if mark <= target]
-            self._waiting = [(mark, synced) for mark, synced in self._waiting if mark > target]
+            else:
+                self._synced = target
+                due = [synced for mark, synced in self._waiting if mark <= target]
+                self._waiting = [(m, synced) for m, synced in self._waiting if m > target]
         for synced in due:
             try:
                 synced(error)
