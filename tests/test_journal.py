@@ -321,6 +321,51 @@ def test_a_lingering_writer_is_woken_only_by_what_must_not_wait(alice, database,
     ) == (31,)
 
 
+def test_a_sparse_trickle_lingers_until_it_has_company_and_a_burst_does_not(
+    alice, database, monkeypatch
+):
+    """Decision 58: calls that arrive far apart share a commit instead of one each; calls
+    that arrive together commit after the short linger, as before."""
+    from core.db import database as backend
+
+    monkeypatch.setattr(backend, "JOURNAL_COMPANY", 4)
+    monkeypatch.setattr(backend, "JOURNAL_LINGER_SPARSE", 3.0)
+    sizes: list[int] = []
+    real = backend._WriteQueue.linger
+
+    def linger(queue: Any, batch: list[Any]) -> bool:
+        stop = real(queue, batch)
+        sizes.append(len(batch))
+        return stop
+
+    monkeypatch.setattr(backend._WriteQueue, "linger", linger)
+
+    async def keep() -> None:
+        final, usage = settled_call(uuid.UUID(alice.id))
+        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
+
+    def settle_until(expected: list[int]) -> None:
+        deadline = time.monotonic() + 2  # well short of the sparse linger's 3 s
+        while sizes != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sizes == expected
+
+    for _ in range(4):  # together: company enough within the first 50 ms
+        asyncio.run(keep())
+    settle_until([4])
+    for _ in range(6):  # each 0.1 s after the last, twice the short linger
+        asyncio.run(keep())
+        time.sleep(0.1)
+    settle_until([4, 4])  # the fourth of the trickle ended its linger
+    database.flush_writes()  # the last two wait for company until a write that cannot wait
+    assert sizes == [4, 4, 3]  # ...which joins them
+    assert database.read(
+        lambda con: con.execute(
+            "SELECT count(*) FROM generations WHERE user_id = ?", [alice.id]
+        ).fetchone()
+    ) == (10,)
+
+
 def _sleeps(thread_id: int) -> int:
     """How often a thread of this process has gone to sleep (Linux)."""
     status = Path(f"/proc/self/task/{thread_id}/status").read_text()
