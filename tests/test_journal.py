@@ -295,6 +295,31 @@ def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
     assert groups == [3]  # one transaction for the three answers
 
 
+def test_a_reader_that_hurried_a_busy_writer_is_not_kept_waiting_for_the_linger(
+    alice, database, stalled, monkeypatch
+):
+    """The hurry may be queued before the writer takes the write it is about: the writer
+    finds both at once and commits without lingering."""
+    from core.db import database as backend
+
+    monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
+    final, usage = settled_call(uuid.UUID(alice.id))
+
+    async def keep() -> None:
+        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
+
+    asyncio.run(keep())  # queued behind the stalled write
+    seen: list[Any] = []
+    reader = threading.Thread(target=lambda: seen.append(stored(database, final.id)[0]))
+    reader.start()  # waits for the settle, and hurries the writer
+    time.sleep(0.2)
+    started = time.monotonic()
+    stalled.set()
+    reader.join(10)
+    assert time.monotonic() - started < 3  # not the 5 s linger
+    assert seen == [("completed", 0.00042, "hi there")]
+
+
 def test_a_lingering_writer_is_woken_only_by_what_must_not_wait(alice, database, monkeypatch):
     from core.db import database as backend
 
@@ -384,7 +409,10 @@ def test_after_a_failed_sync_no_line_counts_as_synced_until_it_commits(
             raise OSError(errno.EIO, "Input/output error")
         real(fd)
 
+    from core.db import database as backend
+
     monkeypatch.setattr(os, "fdatasync", failing_once)
+    monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
     calls = [settled_call(uuid.UUID(alice.id)) for _ in range(2)]
 
     async def run() -> None:
@@ -406,7 +434,8 @@ def test_after_a_failed_sync_no_line_counts_as_synced_until_it_commits(
         await asyncio.sleep(0.3)
         assert [wait.done() for wait in waits] == [False] * 4
         stalled.set()
-        await asyncio.wait_for(asyncio.gather(*waits), 10)
+        # Waited for, the commit is hurried: not the 5 s linger.
+        await asyncio.wait_for(asyncio.gather(*waits), 3)
 
     asyncio.run(run())
     assert len(syncs) == 1  # no sync tried after the failure

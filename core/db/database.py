@@ -286,8 +286,9 @@ class DuckDBDatabase(Database):
             if isinstance(job, _Hurry):
                 continue
             batch = [job]
-            stop, _ = queue.gather(batch)
-            if not stop and all(one.journaled for one in batch):
+            # A hurry already queued counts too: a reader waits for what the batch holds.
+            stop, urgent = queue.gather(batch)
+            if not urgent and job.journaled:
                 stop = queue.linger(batch)
             if len(batch) == 1 or not self._run_group(con, batch):
                 for one in batch:
@@ -502,6 +503,11 @@ class _JournalLine(JournalEntry):
             await asyncio.shield(waiter)
         except DatabaseError:  # not on disk (the journal logged why): durable once committed
             await self._commit()
+
+    async def _commit(self) -> None:
+        self.queue()
+        self._db._queue.put(HURRY)  # waited for: the writer must not linger on
+        await super()._commit()
 
     async def kept(self) -> None:
         self.queue()
