@@ -20,6 +20,7 @@ import pytest
 
 from core.clock import utcnow
 from core.db import DuckDBDatabase
+from core.db import database as backend
 from core.db.journal import Journal, encode_line, read_lines, replay_lines
 from generation import ledger
 from generation import repository as repo
@@ -63,6 +64,15 @@ def acknowledge(database: Any, write: Any, item: Any) -> None:
         await database.journal(write, item).durable()
 
     asyncio.run(durable())
+
+
+def keep(database: Any, final: Generation, usage: UsageRecord) -> None:
+    """Journal the call's settle and return once it is kept (written, not yet synced)."""
+
+    async def kept() -> None:
+        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
+
+    asyncio.run(kept())
 
 
 def crash_image(database: Any, folder: Path) -> Path:
@@ -275,8 +285,6 @@ def test_a_stream_whose_id_was_sent_is_booked_after_a_crash_even_if_never_commit
 def test_journaled_writes_gather_into_one_commit_until_a_reader_hurries_them(
     alice, database, monkeypatch
 ):
-    from core.db import database as backend
-
     monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
     groups: list[int] = []
     real = backend.DuckDBDatabase._run_group
@@ -300,15 +308,9 @@ def test_a_reader_that_hurried_a_busy_writer_is_not_kept_waiting_for_the_linger(
 ):
     """The hurry may be queued before the writer takes the write it is about: the writer
     finds both at once and commits without lingering."""
-    from core.db import database as backend
-
     monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
     final, usage = settled_call(uuid.UUID(alice.id))
-
-    async def keep() -> None:
-        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
-
-    asyncio.run(keep())  # queued behind the stalled write
+    keep(database, final, usage)  # queued behind the stalled write
     seen: list[Any] = []
     reader = threading.Thread(target=lambda: seen.append(stored(database, final.id)[0]))
     reader.start()  # waits for the settle, and hurries the writer
@@ -321,20 +323,14 @@ def test_a_reader_that_hurried_a_busy_writer_is_not_kept_waiting_for_the_linger(
 
 
 def test_a_lingering_writer_is_woken_only_by_what_must_not_wait(alice, database, monkeypatch):
-    from core.db import database as backend
-
     monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
     writer = database._writer.native_id
     calls = [settled_call(uuid.UUID(alice.id)) for _ in range(31)]
-
-    async def keep(final: Generation, usage: UsageRecord) -> None:
-        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
-
-    asyncio.run(keep(*calls[0]))  # the writer starts to linger for the next 5 s
+    keep(database, *calls[0])  # the writer starts to linger for the next 5 s
     time.sleep(0.2)
     before = _sleeps(writer)
     for final, usage in calls[1:]:
-        asyncio.run(keep(final, usage))
+        keep(database, final, usage)
     assert _sleeps(writer) - before < 5  # thirty journaled writes, and the writer slept on
     started = time.monotonic()
     database.write(lambda tx: None)  # a write that is not journaled ends the linger at once
@@ -351,8 +347,6 @@ def test_a_sparse_trickle_lingers_until_it_has_company_and_a_burst_does_not(
 ):
     """Decision 58: calls that arrive far apart share a commit instead of one each; calls
     that arrive together commit after the short linger, as before."""
-    from core.db import database as backend
-
     monkeypatch.setattr(backend, "JOURNAL_COMPANY", 4)
     monkeypatch.setattr(backend, "JOURNAL_LINGER_SPARSE", 3.0)
     sizes: list[int] = []
@@ -365,10 +359,6 @@ def test_a_sparse_trickle_lingers_until_it_has_company_and_a_burst_does_not(
 
     monkeypatch.setattr(backend._WriteQueue, "linger", linger)
 
-    async def keep() -> None:
-        final, usage = settled_call(uuid.UUID(alice.id))
-        await database.journal(ledger.SETTLE, ledger.Settle(final, usage, 0.0, None, False)).kept()
-
     def settle_until(expected: list[int]) -> None:
         deadline = time.monotonic() + 2  # well short of the sparse linger's 3 s
         while sizes != expected and time.monotonic() < deadline:
@@ -376,10 +366,10 @@ def test_a_sparse_trickle_lingers_until_it_has_company_and_a_burst_does_not(
         assert sizes == expected
 
     for _ in range(4):  # together: company enough within the first 50 ms
-        asyncio.run(keep())
+        keep(database, *settled_call(uuid.UUID(alice.id)))
     settle_until([4])
     for _ in range(6):  # each 0.1 s after the last, twice the short linger
-        asyncio.run(keep())
+        keep(database, *settled_call(uuid.UUID(alice.id)))
         time.sleep(0.1)
     settle_until([4, 4])  # the fourth of the trickle ended its linger
     database.flush_writes()  # the last two wait for company until a write that cannot wait
@@ -408,8 +398,6 @@ def test_after_a_failed_sync_no_line_counts_as_synced_until_it_commits(
         if len(syncs) == 1:
             raise OSError(errno.EIO, "Input/output error")
         real(fd)
-
-    from core.db import database as backend
 
     monkeypatch.setattr(os, "fdatasync", failing_once)
     monkeypatch.setattr(backend, "JOURNAL_LINGER", 5.0)
@@ -448,8 +436,6 @@ def test_after_a_failed_sync_no_line_counts_as_synced_until_it_commits(
 def test_an_answer_waits_for_its_commit_once_the_writer_owes_too_many(
     alice, database, stalled, monkeypatch
 ):
-    from core.db import database as backend
-
     monkeypatch.setattr(backend, "JOURNAL_BACKLOG", 2)
     calls = [settled_call(uuid.UUID(alice.id)) for _ in range(3)]
     for final, usage in calls[:2]:  # within the backlog: answered while the writer is stuck
@@ -472,8 +458,6 @@ def test_past_its_size_limit_the_journal_is_left_to_empty_and_writes_wait_for_th
 ):
     """Decision 55: under steady load the writer may never owe nothing, so the journal would
     never be emptied; past JOURNAL_MAX_BYTES writes skip it until it has been."""
-    from core.db import database as backend
-
     first, first_usage = settled_call(uuid.UUID(alice.id))
     acknowledge(database, ledger.SETTLE, ledger.Settle(first, first_usage, 0.0, None, False))
     journal = Path(f"{database.path}.journal")

@@ -568,7 +568,7 @@ class _WriteQueue:
     def __init__(self) -> None:
         self._items: SimpleQueue[_WriteJob | _Hurry | None] = SimpleQueue()
         self._lingering = False
-        self._wake_at = MAX_GROUP_COMMIT  # queued items that end the linger
+        self._wake_at = MAX_GROUP_COMMIT  # queued items that end the linger (set by it)
         self._nudge = threading.Event()
 
     def put(self, item: _WriteJob | _Hurry | None, *, urgent: bool = True) -> None:
@@ -601,26 +601,23 @@ class _WriteQueue:
         JOURNAL_COMPANY have, until they have or JOURNAL_LINGER_SPARSE has passed; ending
         early when something must not wait. True to stop after it."""
         started = time.monotonic()
-        deadline, sparse = started + JOURNAL_LINGER, False
-        self._wake_at = MAX_GROUP_COMMIT
+        deadline, enough = started + JOURNAL_LINGER, MAX_GROUP_COMMIT
         self._lingering = True
         try:
             while True:
                 self._nudge.clear()
                 stop, urgent = self.gather(batch)
                 now = time.monotonic()
-                if urgent or (sparse and len(batch) >= JOURNAL_COMPANY):
+                if urgent or len(batch) >= enough:
                     return stop
-                if now >= deadline:
-                    if sparse or len(batch) >= JOURNAL_COMPANY:
+                if now >= deadline:  # a sparse batch lingers on; any other is done
+                    sparse_ends = started + JOURNAL_LINGER_SPARSE
+                    if len(batch) >= JOURNAL_COMPANY or now >= sparse_ends:
                         return stop
-                    deadline, sparse = started + JOURNAL_LINGER_SPARSE, True
-                    if now >= deadline:
-                        return stop
-                if sparse:
-                    self._wake_at = JOURNAL_COMPANY - len(batch)
-                    if self._items.qsize() >= self._wake_at:  # a put that saw the old mark
-                        continue
+                    deadline, enough = sparse_ends, JOURNAL_COMPANY
+                self._wake_at = enough - len(batch)
+                if self._items.qsize() >= self._wake_at:  # a put that saw the old mark
+                    continue
                 self._nudge.wait(deadline - now)
         finally:
             self._lingering = False
